@@ -1,0 +1,295 @@
+"""The data model: an :class:`Assembly` of ordered :class:`Story` records.
+
+One type serves every loader (native HDF5, the reference's pickle, the LeBel layout,
+the simulated demo) and every consumer (features, alignment, fitting, the app).
+
+Units: times in seconds relative to the story's sound onset; brain data rows are TRs,
+columns are voxels or surface vertices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from .errors import AssemblyFormatError
+
+SURFACE_SPACES = {"fsaverage5": 10242, "fsaverage6": 40962, "fsaverage7": 163842}
+"""Vertices per hemisphere for each fsaverage surface; columns are left then right."""
+
+
+@dataclass
+class Space:
+    """What the columns of the brain data are.
+
+    kind: ``"surface"`` (``name`` is fsaverage5/6/7, columns = left then right vertices),
+    ``"volume"`` (``mask`` boolean 3-D array whose True voxels, in C order, are the
+    columns; ``affine`` 4x4 voxel-to-mm), or ``"unknown"``.
+    """
+
+    kind: str = "unknown"
+    name: str = "unknown"
+    mask: Optional[np.ndarray] = None
+    affine: Optional[np.ndarray] = None
+
+    @classmethod
+    def surface(cls, name: str) -> "Space":
+        if name not in SURFACE_SPACES:
+            raise AssemblyFormatError(
+                f"Unknown surface space {name!r}; expected one of {sorted(SURFACE_SPACES)}."
+            )
+        return cls(kind="surface", name=name)
+
+    @classmethod
+    def volume(cls, mask: np.ndarray, affine: Optional[np.ndarray] = None) -> "Space":
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim != 3:
+            raise AssemblyFormatError(f"A volume mask must be 3-D, got shape {mask.shape}.")
+        if affine is not None:
+            affine = np.asarray(affine, dtype=np.float64)
+            if affine.shape != (4, 4):
+                raise AssemblyFormatError(f"A volume affine must be 4x4, got {affine.shape}.")
+        return cls(kind="volume", name="volume", mask=mask, affine=affine)
+
+    @classmethod
+    def infer(cls, n_columns: int) -> "Space":
+        """Guess the space from a column count (20484 -> fsaverage5, ...), else unknown."""
+        for name, per_hemi in SURFACE_SPACES.items():
+            if n_columns == 2 * per_hemi:
+                return cls.surface(name)
+        return cls()
+
+    def n_columns(self) -> Optional[int]:
+        if self.kind == "surface":
+            return 2 * SURFACE_SPACES[self.name]
+        if self.kind == "volume" and self.mask is not None:
+            return int(self.mask.sum())
+        return None
+
+    def describe(self) -> str:
+        if self.kind == "surface":
+            return f"{self.name} surface ({self.n_columns()} vertices, left then right)"
+        if self.kind == "volume":
+            n = self.n_columns()
+            return f"volume ({n} voxels in mask)" if n is not None else "volume (no mask)"
+        return "unknown space"
+
+
+@dataclass
+class Story:
+    """One story (one fMRI run) of an assembly.
+
+    brain_data: (n_trs, n_voxels) float32.
+    tr_times: (n_trs,) float64, seconds of each TR relative to sound onset. For the
+        Huth/LeBel convention this can be longer than brain_data (it spans the whole
+        run, and trimming lines it up); see ``trimming``.
+    words / word_onsets / word_offsets: the transcript, seconds from sound onset.
+    audio_path: the stimulus audio file, or None until mapped.
+    repeats: optional (n_repeats, n_trs, n_voxels) float32 individual repeats of this
+        story (for a noise ceiling).
+    """
+
+    name: str
+    brain_data: np.ndarray
+    tr_times: np.ndarray
+    words: list[str] = field(default_factory=list)
+    word_onsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    word_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    audio_path: Optional[str] = None
+    repeats: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        self.brain_data = np.asarray(self.brain_data, dtype=np.float32)
+        self.tr_times = np.asarray(self.tr_times, dtype=np.float64)
+        self.word_onsets = np.asarray(self.word_onsets, dtype=np.float64).reshape(-1)
+        self.word_offsets = np.asarray(self.word_offsets, dtype=np.float64).reshape(-1)
+        self.words = [str(w) for w in self.words]
+        if self.repeats is not None:
+            self.repeats = np.asarray(self.repeats, dtype=np.float32)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check shapes and values; raise AssemblyFormatError naming the story."""
+        where = f"story {self.name!r}"
+        if not self.name or not isinstance(self.name, str):
+            raise AssemblyFormatError("A story needs a non-empty name.")
+        if self.brain_data.ndim != 2:
+            raise AssemblyFormatError(
+                f"{where}: brain data must be 2-D (TRs x voxels), got shape {self.brain_data.shape}."
+            )
+        if self.brain_data.shape[0] < 1 or self.brain_data.shape[1] < 1:
+            raise AssemblyFormatError(f"{where}: brain data is empty {self.brain_data.shape}.")
+        if self.tr_times.ndim != 1 or self.tr_times.size < 1:
+            raise AssemblyFormatError(f"{where}: TR times must be a non-empty 1-D array.")
+        if not np.all(np.isfinite(self.tr_times)):
+            raise AssemblyFormatError(f"{where}: TR times contain NaN or Inf.")
+        if self.tr_times.size > 1 and not np.all(np.diff(self.tr_times) > 0):
+            bad = int(np.argmax(np.diff(self.tr_times) <= 0))
+            raise AssemblyFormatError(
+                f"{where}: TR times must increase strictly; they do not at index {bad + 1} "
+                f"({self.tr_times[bad]:.3f} s then {self.tr_times[bad + 1]:.3f} s)."
+            )
+        n_words = len(self.words)
+        if self.word_onsets.size != n_words or self.word_offsets.size != n_words:
+            raise AssemblyFormatError(
+                f"{where}: {n_words} words but {self.word_onsets.size} onsets and "
+                f"{self.word_offsets.size} offsets."
+            )
+        if n_words and not (np.all(np.isfinite(self.word_onsets)) and np.all(np.isfinite(self.word_offsets))):
+            raise AssemblyFormatError(f"{where}: word times contain NaN or Inf.")
+        if n_words and np.any(self.word_offsets < self.word_onsets):
+            raise AssemblyFormatError(f"{where}: a word ends before it starts.")
+        if self.repeats is not None:
+            if self.repeats.ndim != 3 or self.repeats.shape[1:] != self.brain_data.shape:
+                raise AssemblyFormatError(
+                    f"{where}: repeats must have shape (repeats, {self.brain_data.shape[0]}, "
+                    f"{self.brain_data.shape[1]}), got {self.repeats.shape}."
+                )
+
+    @property
+    def n_trs(self) -> int:
+        return int(self.brain_data.shape[0])
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.brain_data.shape[1])
+
+    # -- reference (StoryData) compatible names ---------------------------------
+    @property
+    def stimuli(self) -> list[str]:
+        """The words, as the reference's ``StoryData.stimuli``."""
+        return self.words
+
+    @property
+    def data_times(self) -> np.ndarray:
+        """Word times (midpoints, seconds), as the reference's ``StoryData.data_times``."""
+        return (self.word_onsets + self.word_offsets) / 2.0
+
+    @property
+    def split_indices(self) -> np.ndarray:
+        """Index into the words where each TR's interval starts (for average/sum/last)."""
+        return np.searchsorted(self.data_times, self.tr_times, side="left")
+
+
+@dataclass
+class Assembly:
+    """An ordered set of stories from one subject, with shared TR and column space.
+
+    provenance: free-form dict (source file, loader, dataset, notes) kept in saved files.
+    simulated: True for generated data; the app says so wherever it shows it.
+    test_story: the story held out in train/test mode (default: the last one).
+    """
+
+    subject: str
+    tr: float
+    stories_list: list[Story]
+    space: Space = field(default_factory=Space)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    simulated: bool = False
+    test_story: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not self.stories_list:
+            raise AssemblyFormatError("An assembly needs at least one story.")
+        if not (np.isfinite(self.tr) and self.tr > 0):
+            raise AssemblyFormatError(f"The TR must be a positive number of seconds, got {self.tr!r}.")
+        names = [s.name for s in self.stories_list]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise AssemblyFormatError(f"Story names must be unique; repeated: {dupes}.")
+        widths = {s.n_voxels for s in self.stories_list}
+        if len(widths) != 1:
+            detail = ", ".join(f"{s.name}: {s.n_voxels}" for s in self.stories_list)
+            raise AssemblyFormatError(f"All stories must have the same number of voxels; got {detail}.")
+        expected = self.space.n_columns()
+        if expected is not None and expected != self.n_voxels:
+            raise AssemblyFormatError(
+                f"The space {self.space.describe()} has {expected} columns but the brain data has {self.n_voxels}."
+            )
+        if self.test_story is not None and self.test_story not in names:
+            raise AssemblyFormatError(f"Test story {self.test_story!r} is not in the assembly ({names}).")
+
+    # -- our names ----------------------------------------------------------------
+    @property
+    def n_voxels(self) -> int:
+        return self.stories_list[0].n_voxels
+
+    @property
+    def stories(self) -> list[str]:
+        """Story names in order (the reference's ``assembly.stories``)."""
+        return [s.name for s in self.stories_list]
+
+    @property
+    def story_data(self) -> dict[str, Story]:
+        """Name -> Story (the reference's ``assembly.story_data[name]``)."""
+        return {s.name: s for s in self.stories_list}
+
+    def story(self, name: str) -> Story:
+        for s in self.stories_list:
+            if s.name == name:
+                return s
+        raise KeyError(f"No story named {name!r}; the assembly has {self.stories}.")
+
+    def effective_test_story(self) -> str:
+        return self.test_story or self.stories_list[-1].name
+
+    def subset(self, names: list[str]) -> "Assembly":
+        """A new assembly with only these stories, in this order (data shared, not copied)."""
+        missing = [n for n in names if n not in self.stories]
+        if missing:
+            raise AssemblyFormatError(f"Stories not in the assembly: {missing}; available: {self.stories}.")
+        test = self.test_story if self.test_story in names else None
+        return Assembly(self.subject, self.tr, [self.story(n) for n in names], self.space,
+                        dict(self.provenance), self.simulated, test)
+
+    # -- reference (SimpleNeuroidAssembly) compatible accessors ---------------------
+    def get_brain_data(self) -> list[np.ndarray]:
+        return [s.brain_data for s in self.stories_list]
+
+    def get_tr_times(self) -> list[np.ndarray]:
+        return [s.tr_times for s in self.stories_list]
+
+    def get_audio_path(self) -> list[Optional[str]]:
+        return [s.audio_path for s in self.stories_list]
+
+    def get_words(self) -> list[list[str]]:
+        return [s.words for s in self.stories_list]
+
+    def get_stimuli(self) -> list[list[str]]:
+        return [s.stimuli for s in self.stories_list]
+
+    def get_data_times(self) -> list[np.ndarray]:
+        return [s.data_times for s in self.stories_list]
+
+    def get_split_indices(self) -> list[np.ndarray]:
+        return [s.split_indices for s in self.stories_list]
+
+    def get_validation_method(self) -> str:
+        return "outer"
+
+    @property
+    def is_volume(self) -> bool:
+        return self.space.kind == "volume"
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One row per story for tables: name, TRs, voxels, words, span, audio, repeats, test."""
+        test = self.effective_test_story()
+        rows = []
+        for s in self.stories_list:
+            rows.append({
+                "story": s.name,
+                "TRs": s.n_trs,
+                "voxels": s.n_voxels,
+                "words": len(s.words),
+                "TR span (s)": float(s.tr_times[-1] - s.tr_times[0] + self.tr),
+                "audio": s.audio_path or "",
+                "repeats": 0 if s.repeats is None else int(s.repeats.shape[0]),
+                "test story": s.name == test,
+            })
+        return rows
+
+    def __repr__(self) -> str:
+        sim = " SIMULATED" if self.simulated else ""
+        return (f"<Assembly{sim} subject={self.subject!r} TR={self.tr}s stories={len(self.stories_list)} "
+                f"voxels={self.n_voxels} space={self.space.describe()}>")

@@ -1,0 +1,256 @@
+"""The experiment configuration: one dataclass tree, saved and loaded as TOML.
+
+The app's Setup page, the CLI (``python -m encoding_core train CONFIG.toml``), the run
+store and the background jobs all use this one type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .errors import ConfigError
+
+DEFAULT_MODEL = "bundled/whisper-tiny.en"
+REFERENCE_ALPHAS = [float(a) for a in np.logspace(-1, 8, 10)]
+DOWNSAMPLE_METHODS = ("rect", "lanczos", "sinc", "average", "sum", "last")
+POOL_METHODS = ("last", "mean", "last_padded", "mean_padded")
+PRECISIONS = ("fp32", "fp16", "bf16")
+FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story")
+MODES = ("train_test", "cv")
+
+
+@dataclass
+class AssemblySource:
+    """Where the assembly and its audio come from.
+
+    path: ``"demo"`` for the built-in simulated assembly, a ``.h5``/``.pkl`` file, or a
+    LeBel-layout directory (then ``subject`` is required). stories: subset to use, in
+    order (empty = all). audio_dir + audio_pattern map stories to files
+    (``{story}`` is replaced); audio_overrides maps a story name to a file.
+    """
+
+    path: str = "demo"
+    subject: str = ""
+    stories: list[str] = field(default_factory=list)
+    audio_dir: str = ""
+    audio_pattern: str = "{story}.wav"
+    audio_overrides: dict[str, str] = field(default_factory=dict)
+    test_story: str = ""
+
+
+@dataclass
+class FeatureConfig:
+    """Speech-model feature extraction (the reference's extractor config, plus ours).
+
+    chunk_size: seconds between window ends (stride). context_size: seconds per window.
+    include_early_windows: also emit shorter windows for the first context_size seconds.
+    context_only: Whisper only, encode just the frames the window needs (approximate,
+    faster); never the default. batch_size 0 = automatic.
+    """
+
+    model_name: str = DEFAULT_MODEL
+    chunk_size: float = 0.1
+    context_size: float = 16.0
+    pool: str = "last"
+    target_sample_rate: int = 16000
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 0
+    include_early_windows: bool = True
+    context_only: bool = False
+    cache_dtype: str = "float32"
+
+
+@dataclass
+class TrimmingConfig:
+    """The reference's eight trimming keys (Python slice bounds, in TRs; None = open)."""
+
+    train_features_start: Optional[int] = 10
+    train_features_end: Optional[int] = -5
+    train_targets_start: Optional[int] = 0
+    train_targets_end: Optional[int] = None
+    test_features_start: Optional[int] = 50
+    test_features_end: Optional[int] = -5
+    test_targets_start: Optional[int] = 40
+    test_targets_end: Optional[int] = None
+
+    def as_dict(self) -> dict[str, Optional[int]]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AlignmentConfig:
+    """Feature-to-TR alignment: downsampling, FIR delays (in TRs) and trimming."""
+
+    downsample_method: str = "lanczos"
+    downsample_kwargs: dict[str, float] = field(default_factory=dict)
+    fir_delays: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    trimming: TrimmingConfig = field(default_factory=TrimmingConfig)
+
+
+@dataclass
+class RidgeConfig:
+    """Ridge regression with nested cross-validation (reference alpha convention).
+
+    mode: ``train_test`` (test story held out) or ``cv`` (outer folds over all stories).
+    fold_type: inner folds ``chunked`` (seeded shuffled chunks of chunk_length TRs),
+    ``contiguous``, ``trimmed`` (contiguous, dropping trim_size TRs around held-out
+    blocks) or ``story`` (leave one story out).
+    """
+
+    alphas: list[float] = field(default_factory=lambda: list(REFERENCE_ALPHAS))
+    normalpha: bool = True
+    single_alpha: bool = False
+    n_inner_folds: int = 5
+    n_outer_folds: int = 5
+    fold_type: str = "chunked"
+    chunk_length: int = 20
+    trim_size: int = 5
+    mode: str = "train_test"
+    seed: int = 0
+    device: str = "cpu"
+    save_weights: bool = False
+
+
+@dataclass
+class StatsConfig:
+    """Statistics on the test set: block permutation test and BH-FDR."""
+
+    n_permutations: int = 1000
+    block_length: int = 10
+    fdr_q: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment. ``layers`` is a list of 0-based encoder layers, or "all"."""
+
+    name: str = "experiment"
+    assembly: AssemblySource = field(default_factory=AssemblySource)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    layers: Union[list[int], str] = "all"
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    ridge: RidgeConfig = field(default_factory=RidgeConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    results_dir: str = "results"
+    cache_dir: str = "cache"
+
+    # -- validation -------------------------------------------------------------
+    def validate(self) -> "ExperimentConfig":
+        """Raise ConfigError with a fix-it message for the first invalid setting."""
+        f, a, r, s = self.features, self.alignment, self.ridge, self.stats
+        _check(f.chunk_size > 0, "features.chunk_size (stride) must be > 0 seconds.")
+        _check(f.context_size > 0, "features.context_size must be > 0 seconds.")
+        _check(f.pool in POOL_METHODS, f"features.pool must be one of {POOL_METHODS}, got {f.pool!r}.")
+        _check(f.precision in PRECISIONS, f"features.precision must be one of {PRECISIONS}.")
+        _check(f.target_sample_rate >= 1000, "features.target_sample_rate must be a rate in Hz (e.g. 16000).")
+        _check(f.cache_dtype in ("float16", "float32"), "features.cache_dtype must be float16 or float32.")
+        _check(f.batch_size >= 0, "features.batch_size must be >= 0 (0 = automatic).")
+        if isinstance(self.layers, str):
+            _check(self.layers == "all", 'layers must be "all" or a list of 0-based layer numbers.')
+        else:
+            _check(len(self.layers) > 0 and all(isinstance(x, int) and x >= 0 for x in self.layers),
+                   "layers must be a non-empty list of 0-based layer numbers (or \"all\").")
+        _check(a.downsample_method in DOWNSAMPLE_METHODS,
+               f"alignment.downsample_method must be one of {DOWNSAMPLE_METHODS}.")
+        _check(len(a.fir_delays) > 0 and all(isinstance(d, int) for d in a.fir_delays),
+               "alignment.fir_delays must be a non-empty list of integers (TRs), e.g. [1, 2, 3, 4].")
+        _check(len(set(a.fir_delays)) == len(a.fir_delays), "alignment.fir_delays has repeated values.")
+        _check(len(r.alphas) > 0 and all(x > 0 for x in r.alphas), "ridge.alphas must be positive numbers.")
+        _check(r.n_inner_folds >= 2, "ridge.n_inner_folds must be at least 2.")
+        _check(r.n_outer_folds >= 2, "ridge.n_outer_folds must be at least 2.")
+        _check(r.fold_type in FOLD_TYPES, f"ridge.fold_type must be one of {FOLD_TYPES}.")
+        _check(r.mode in MODES, f"ridge.mode must be one of {MODES}.")
+        _check(r.chunk_length >= 1, "ridge.chunk_length must be >= 1 TR.")
+        _check(r.trim_size >= 0, "ridge.trim_size must be >= 0 TRs.")
+        _check(s.n_permutations >= 0, "stats.n_permutations must be >= 0 (0 = parametric p-values only).")
+        _check(s.block_length >= 1, "stats.block_length must be >= 1 TR.")
+        _check(0 < s.fdr_q < 1, "stats.fdr_q must be between 0 and 1 (e.g. 0.05).")
+        return self
+
+    # -- TOML -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the config as TOML, atomically."""
+        from .storage import atomic_write_text
+
+        return atomic_write_text(Path(path), self.to_toml())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ExperimentConfig":
+        return _build(cls, data, "config").validate()
+
+    @classmethod
+    def from_toml(cls, text: str) -> "ExperimentConfig":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"The config is not valid TOML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "ExperimentConfig":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Cannot read config file {path}: {exc}") from None
+        return cls.from_toml(text)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: absent keys mean None (open slice bounds)."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build a dataclass from a dict, refusing unknown keys with a clear message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table, got {type(data).__name__}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"Unknown key(s) in {where}: {unknown}; allowed: {sorted(fields)}.")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data:
+            # Absent Optional keys mean None (open slice bound) for trimming.
+            if cls is TrimmingConfig:
+                kwargs[name] = None
+            continue
+        value = data[name]
+        sub = _dataclass_of(f.type)
+        kwargs[name] = _build(sub, value, f"{where}.{name}") if sub is not None else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"Invalid {where}: {exc}") from None
+
+
+def _dataclass_of(type_hint: Any) -> Optional[type]:
+    names = {c.__name__: c for c in (AssemblySource, FeatureConfig, TrimmingConfig, AlignmentConfig,
+                                     RidgeConfig, StatsConfig)}
+    key = type_hint if isinstance(type_hint, str) else getattr(type_hint, "__name__", "")
+    return names.get(key)

@@ -1,0 +1,80 @@
+"""Atomic file writes and clear errors for unwritable or full folders.
+
+Every file the core writes (assemblies, cache entries, run files, progress files) goes
+through :func:`atomic_output`: data is written to a temporary file in the same folder,
+flushed, then renamed over the target, so a crash or SIGKILL never leaves a half file
+under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+from .errors import StorageError
+
+PathLike = Union[str, Path]
+
+
+def storage_error(path: PathLike, exc: OSError) -> StorageError:
+    """Turn an OSError into a StorageError that says what to do."""
+    path = Path(path)
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full; free some space or choose another folder"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "the folder is not writable; choose a writable folder or fix its permissions"
+    elif exc.errno == errno.ENOENT:
+        hint = "the folder does not exist"
+    else:
+        hint = exc.strerror or str(exc)
+    return StorageError(f"Cannot write {path}: {hint} ({exc.__class__.__name__}: {exc.strerror}).")
+
+
+def ensure_dir(path: PathLike) -> Path:
+    """Create a folder (and parents) or raise StorageError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(path, exc) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync and rename it to ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{suffix}.tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise storage_error(path, exc) from None
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
