@@ -1,0 +1,47 @@
+"""Shared test set-up: offline, deterministic, small."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def make_assembly():
+    """Factory for a small random Assembly: make_assembly(n_stories=3, n_trs=60, n_voxels=50)."""
+    from encoding_core.assembly import Assembly, Story
+
+    def _make(n_stories: int = 3, n_trs: int = 60, n_voxels: int = 50, tr: float = 2.0, seed: int = 0,
+              repeats: int = 0) -> Assembly:
+        gen = np.random.default_rng(seed)
+        stories = []
+        for i in range(n_stories):
+            n_words = 3 * n_trs
+            onsets = np.sort(gen.uniform(0, n_trs * tr - 1, n_words))
+            rep = gen.standard_normal((repeats, n_trs, n_voxels)).astype(np.float32) if (repeats and i == n_stories - 1) else None
+            stories.append(Story(
+                name=f"story{i}",
+                brain_data=gen.standard_normal((n_trs, n_voxels)).astype(np.float32),
+                tr_times=np.arange(n_trs) * tr,
+                words=[f"w{j}" for j in range(n_words)],
+                word_onsets=onsets, word_offsets=onsets + 0.3, repeats=rep,
+            ))
+        return Assembly(subject="test", tr=tr, stories_list=stories)
+
+    return _make
