@@ -1,0 +1,34 @@
+"""Encoding Studio: voxelwise fMRI encoding models from speech-model features.
+
+Run with ``streamlit run app.py``. This file is only the router and the sidebar; the
+pages in ``pages/`` are thin views over ``encoding_core``. Folders are configured with
+``ENCODING_STUDIO_*`` environment variables (see ``encoding_core/paths.py``).
+"""
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from pages._common import PAGES, sidebar_state
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+st.set_page_config(page_title="Encoding Studio", page_icon="🧠", layout="wide")
+
+ICONS = {"Home": "🏠", "Assembly": "📂", "Audio": "🔊", "Model & layer": "🧩", "Setup": "⚙️",
+         "Train": "🏋️", "Results": "🧠"}
+
+
+def _page(title: str) -> st.Page:
+    return st.Page(PAGES[title], title=title, icon=ICONS[title], default=title == "Home")
+
+
+navigation = st.navigation({
+    "Start": [_page("Home")],
+    "1 · Data": [_page("Assembly"), _page("Audio")],
+    "2 · Model": [_page("Model & layer"), _page("Setup")],
+    "3 · Run": [_page("Train"), _page("Results")],
+})
+sidebar_state()
+navigation.run()

@@ -1,0 +1,93 @@
+"""Benchmark: windows/s of the bundled Whisper tiny.en, reference-style loop vs ours.
+
+Run: HF_HUB_OFFLINE=1 python bench/bench_features.py [--windows 24] [--context 16]
+Prints a markdown table. All variants use the same model object (sdpa attention).
+(a) reference loop: WhisperFeatureExtractor + encoder per window, batch 1, padded to 30 s;
+(b) ours fp32 batched; (c) ours bf16 autocast; (d) ours context_only (approximate).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from encoding_core.config import FeatureConfig  # noqa: E402
+from encoding_core.features.models import load_model  # noqa: E402
+from encoding_core.features.speech import compute_layers, window_bounds  # noqa: E402
+
+
+def reference_loop(audio: np.ndarray, loaded, end_times: np.ndarray, context: float) -> np.ndarray:
+    """The reference's way: one feature-extractor call and one encoder call per window.
+
+    Pooled with our corrected `last` frame so that the numbers are comparable with (b).
+    """
+    starts, ends = window_bounds(end_times, context, 16000)
+    samples_per_frame = loaded.feature_extractor.hop_length * loaded.encoder.conv1.stride[0] * loaded.encoder.conv2.stride[0]
+    rows = []
+    with torch.inference_mode():
+        for start, end in zip(starts, ends):
+            mel = loaded.feature_extractor(audio[start:end], sampling_rate=16000, return_tensors="pt").input_features
+            hidden = loaded.encoder(mel, output_hidden_states=True).hidden_states[1:]
+            frame = math.ceil((end - start) / samples_per_frame) - 1
+            rows.append(torch.stack([h[0, frame] for h in hidden]).numpy())
+    return np.stack(rows, axis=1)  # (layers, windows, dim)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=24)
+    parser.add_argument("--context", type=float, default=16.0)
+    parser.add_argument("--batch-size", type=int, default=0, help="0 = automatic")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    clip, rate = sf.read(ROOT / "tests" / "data" / "speech_clip.flac", dtype="float32")
+    stride = 1.0
+    duration = args.context + stride * args.windows + 1.0
+    audio = np.tile(clip, int(np.ceil(duration * rate / len(clip))))[: int(duration * rate)]
+    ends = args.context + stride * np.arange(args.windows)
+    fp32 = load_model("bundled/whisper-tiny.en", device="cpu", precision="fp32")
+    bf16 = load_model("bundled/whisper-tiny.en", device="cpu", precision="bf16")
+    base = dict(chunk_size=stride, context_size=args.context, pool="last", batch_size=args.batch_size,
+                include_early_windows=False)
+
+    reference_loop(audio, fp32, ends[:1], args.context)  # warm-up
+    ref, t_ref = timed(lambda: reference_loop(audio, fp32, ends, args.context))
+    ours, t_ours = timed(lambda: compute_layers(audio, fp32, FeatureConfig(**base), end_times=ends)[0])
+    low, t_low = timed(lambda: compute_layers(audio, bf16, FeatureConfig(**base, precision="bf16"), end_times=ends)[0])
+    short, t_short = timed(lambda: compute_layers(audio, fp32, FeatureConfig(**base, context_only=True),
+                                                  end_times=ends)[0])
+
+    def corr(a, b):
+        return ", ".join(f"{np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1]:.3f}" for i in range(a.shape[0]))
+
+    n = len(ends)
+    print(f"Bundled Whisper tiny.en, {n} windows of {args.context:g} s, CPU threads {torch.get_num_threads()}, "
+          f"torch {torch.__version__}\n")
+    print("| variant | seconds | windows/s | ratio vs (a) | max abs diff vs (a) | per-layer r vs (b) |")
+    print("|---|---:|---:|---:|---:|---|")
+    print(f"| (a) reference loop, batch 1, padded 30 s | {t_ref:.2f} | {n / t_ref:.2f} | 1.00x | 0 | |")
+    print(f"| (b) ours fp32 batched | {t_ours:.2f} | {n / t_ours:.2f} | {t_ref / t_ours:.2f}x | "
+          f"{np.abs(ours - ref).max():.2e} | |")
+    print(f"| (c) ours bf16 (approximate) | {t_low:.2f} | {n / t_low:.2f} | {t_ref / t_low:.2f}x | "
+          f"{np.abs(low - ref).max():.2e} | {corr(low, ours)} |")
+    print(f"| (d) ours context_only (approximate) | {t_short:.2f} | {n / t_short:.2f} | {t_ref / t_short:.2f}x | "
+          f"{np.abs(short - ref).max():.2e} | {corr(short, ours)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Story audio: decoding, header inspection and mapping stories to files.
+
+Decoding uses ``soundfile`` (libsndfile: WAV, FLAC, OGG, MP3, ...) and falls back to
+``librosa.load`` for anything else it can decode; resampling uses librosa's ``soxr_hq``.
+Samples are float32 mono (channels averaged). Every problem (missing, empty, zero-length,
+truncated, not audio, unsupported codec) is an :class:`~encoding_core.errors.AudioError`
+naming the file.
+
+Times are seconds from the story's sound onset; durations in seconds; rates in Hz.
+"""
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .assembly import Assembly, Story
+from .errors import AudioError, InputError
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+MATCH_STATUSES = ("found", "missing", "mismatch", "unreadable")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header facts of an audio file: duration (s), sample rate (Hz), channel count."""
+
+    path: str
+    duration_s: float
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class AudioMatch:
+    """The audio file found for one story and how well it fits the story's TR span.
+
+    status: ``found`` (duration within one TR of the span), ``mismatch`` (further off),
+    ``missing`` (no file) or ``unreadable`` (file exists, cannot be read; see message).
+    tr_span_s: seconds from sound onset (or the first TR if later) to the end of the last TR.
+    """
+
+    story: str
+    path: Optional[str]
+    status: str
+    duration_s: Optional[float]
+    sample_rate: Optional[int]
+    tr_span_s: float
+    message: str
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"Audio file {path} does not exist.")
+    if not path.is_file():
+        raise AudioError(f"Audio path {path} is not a file.")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioError(f"Cannot read audio file {path}: {exc.strerror or exc}.") from None
+    if size == 0:
+        raise AudioError(f"Audio file {path} is empty (0 bytes); copy the recording again.")
+
+
+def _wav_truncation(path: Path) -> Optional[str]:
+    """For RIFF/WAVE files, compare the data chunk's declared size with the bytes present.
+
+    libsndfile silently shortens truncated WAVs; this finds them from the header alone.
+    Returns a message when truncated, else None.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(12)
+            if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+                return None
+            file_size = path.stat().st_size
+            position = 12
+            while position + 8 <= file_size:
+                fh.seek(position)
+                chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
+                if chunk_id == b"data":
+                    if chunk_size in (0, 0xFFFFFFFF):  # streaming writers leave the size unknown
+                        return None
+                    available = file_size - position - 8
+                    if chunk_size > available:
+                        return (f"the header declares {chunk_size} bytes of samples but only {available} "
+                                "are present")
+                    return None
+                position += 8 + chunk_size + (chunk_size & 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def audio_info(path: PathLike) -> AudioInfo:
+    """Duration, rate and channels of ``path`` from its header only (no full decode).
+
+    Raises AudioError naming the file if it is missing, empty, zero-length, truncated
+    (WAV) or not a format libsndfile can read.
+    """
+    import soundfile
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = soundfile.info(str(path))
+    except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError for non-audio
+        raise AudioError(f"Cannot read the header of {path}: it is not a supported audio file or its codec is "
+                         f"unsupported ({_short(exc)}); convert it to WAV or FLAC.") from None
+    truncated = _wav_truncation(path)
+    if truncated:
+        raise AudioError(f"Audio file {path} is truncated: {truncated}; copy the file again.")
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"Audio file {path} has no samples (zero length).")
+    return AudioInfo(path=str(path), duration_s=float(info.frames) / float(info.samplerate),
+                     sample_rate=int(info.samplerate), channels=int(info.channels))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+def load_audio(path: PathLike, target_sr: int = 16000) -> np.ndarray:
+    """Decode ``path`` to float32 mono samples at ``target_sr`` Hz; shape ``(n_samples,)``.
+
+    Raises AudioError naming the file for missing, empty, zero-length, truncated, non-audio
+    or undecodable files, and InputError for a bad ``target_sr``.
+    """
+    import soundfile
+
+    if not isinstance(target_sr, (int, np.integer)) or isinstance(target_sr, bool) or target_sr < 1000:
+        raise InputError(f"target_sr must be a sample rate in Hz (e.g. 16000), got {target_sr!r}.")
+    path = Path(path)
+    _check_file(path)
+    truncated = _wav_truncation(path)
+    if truncated:
+        raise AudioError(f"Audio file {path} is truncated: {truncated}; copy the file again.")
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        declared = soundfile.info(str(path)).frames
+        if 0 < samples.shape[0] < declared:
+            raise AudioError(f"Audio file {path} is truncated: the header declares {declared} samples but "
+                             f"only {samples.shape[0]} could be decoded; copy the file again.")
+        samples = samples.mean(axis=1)
+    except AudioError:
+        raise
+    except Exception as first:  # not a libsndfile format (or damaged): try librosa's decoders
+        samples, rate = _librosa_decode(path, first)
+    if samples.size == 0:
+        raise AudioError(f"Audio file {path} has no samples (zero length).")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"Audio file {path} contains NaN or infinite samples; it is damaged.")
+    if rate != target_sr:
+        import librosa
+
+        samples = librosa.resample(samples, orig_sr=rate, target_sr=int(target_sr), res_type="soxr_hq")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def _librosa_decode(path: Path, first: BaseException) -> tuple[np.ndarray, int]:
+    import warnings
+
+    import librosa
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # librosa warns before trying audioread
+            samples, rate = librosa.load(str(path), sr=None, mono=True, dtype=np.float32)
+    except Exception as exc:
+        raise AudioError(f"Cannot decode audio file {path}: it is not audio, is truncated, or uses an unsupported "
+                         f"codec ({_short(first)}; fallback: {_short(exc)}). Convert it to WAV or FLAC.") from None
+    return np.asarray(samples, dtype=np.float32).reshape(-1), int(rate)
+
+
+def story_tr_span(story: Story, tr: float) -> float:
+    """Seconds of sound the story's TRs cover: from max(0, first TR time) to the last TR time + tr."""
+    return float(story.tr_times[-1] + tr - max(float(story.tr_times[0]), 0.0))
+
+
+def _candidates(pattern: str, story: str) -> list[str]:
+    """Relative file names to try for a story: the pattern, then its stem with each audio extension."""
+    try:
+        name = pattern.format(story=story)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError(f"audio pattern {pattern!r} is invalid ({exc}); use a pattern like '{{story}}.wav'.") from None
+    relative = Path(name)
+    stem = relative.with_suffix("") if relative.suffix.lower() in AUDIO_EXTENSIONS else relative
+    return [str(relative)] + [f"{stem}{ext}" for ext in AUDIO_EXTENSIONS]
+
+
+def _find_case_insensitive(folder: Path, relative: str, listings: dict[Path, dict[str, Path]]) -> Optional[Path]:
+    """``folder / relative`` matching the file name case-insensitively (folder listings cached)."""
+    parent = (folder / relative).parent
+    if parent not in listings:
+        try:
+            listings[parent] = {entry.name.lower(): entry for entry in sorted(parent.iterdir()) if entry.is_file()}
+        except OSError:
+            listings[parent] = {}
+    return listings[parent].get(Path(relative).name.lower())
+
+
+def map_audio(assembly: Assembly, folder: PathLike, pattern: str = "{story}.wav",
+              overrides: Optional[dict[str, PathLike]] = None) -> list[AudioMatch]:
+    """Find each story's audio file and check its duration against the story's TR span.
+
+    Tries ``folder / pattern.format(story=name)``, then the same stem with .wav/.flac/
+    .mp3/.ogg, matching file names case-insensitively. ``overrides`` maps a story name to a
+    file (relative paths are taken inside ``folder``). Returns one AudioMatch per story, in
+    assembly order; a duration differing from the TR span by more than one TR is a
+    ``mismatch``. Nothing is changed; see :func:`apply_audio_map`.
+    """
+    folder = Path(folder)
+    overrides = {str(k): v for k, v in (overrides or {}).items()}
+    unknown = sorted(set(overrides) - set(assembly.stories))
+    if unknown:
+        raise InputError(f"audio overrides name stories not in the assembly: {unknown}; stories: {assembly.stories}.")
+    if not folder.is_dir() and len(overrides) < len(assembly.stories):
+        raise InputError(f"Audio folder {folder} does not exist or is not a folder.")
+    listings: dict[Path, dict[str, Path]] = {}
+    matches = []
+    for story in assembly.stories_list:
+        span = story_tr_span(story, assembly.tr)
+        if story.name in overrides:
+            path: Optional[Path] = Path(overrides[story.name]).expanduser()
+            if not path.is_absolute():
+                path = folder / path
+            if not path.exists():
+                matches.append(AudioMatch(story.name, str(path), "missing", None, None, span,
+                                          f"override file {path} does not exist"))
+                continue
+        else:
+            path = next((found for found in (_find_case_insensitive(folder, c, listings)
+                                             for c in _candidates(pattern, story.name)) if found is not None), None)
+            if path is None:
+                matches.append(AudioMatch(story.name, None, "missing", None, None, span,
+                                          f"no file matching {pattern.format(story=story.name)!r} "
+                                          f"(or .wav/.flac/.mp3/.ogg) in {folder}"))
+                continue
+        try:
+            info = audio_info(path)
+        except AudioError as exc:
+            matches.append(AudioMatch(story.name, str(path), "unreadable", None, None, span, str(exc)))
+            continue
+        difference = info.duration_s - span
+        if abs(difference) > assembly.tr:
+            status = "mismatch"
+            message = (f"audio lasts {info.duration_s:.1f} s but the TRs span {span:.1f} s "
+                       f"({difference:+.1f} s, more than one TR of {assembly.tr:g} s); wrong file?")
+        else:
+            status, message = "found", f"{info.duration_s:.1f} s at {info.sample_rate} Hz"
+        matches.append(AudioMatch(story.name, str(path), status, info.duration_s, info.sample_rate, span, message))
+    return matches
+
+
+def apply_audio_map(assembly: Assembly, matches: list[AudioMatch]) -> Assembly:
+    """Set ``story.audio_path`` for every match with status found or mismatch (in place).
+
+    Stories whose match is missing/unreadable keep their current path. Returns the assembly.
+    """
+    by_name = assembly.story_data
+    for match in matches:
+        if match.story not in by_name:
+            raise InputError(f"audio match for unknown story {match.story!r}; stories: {assembly.stories}.")
+        if match.status not in MATCH_STATUSES:
+            raise InputError(f"audio match for {match.story!r} has unknown status {match.status!r}.")
+        if match.status in ("found", "mismatch") and match.path:
+            by_name[match.story].audio_path = match.path
+    return assembly

@@ -1,0 +1,186 @@
+"""Command line: ``python -m encoding_core {train,sweep,demo,runs,export,config-template,job-run}``.
+
+User errors (every EncodingCoreError) print one line ``error: ...`` and exit with code 2;
+Ctrl-C exits with 130. Progress bars are drawn with tqdm unless ``--quiet``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .config import ExperimentConfig
+from .errors import ConfigError, EncodingCoreError, JobCancelled
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m encoding_core",
+                                     description="Voxelwise fMRI encoding models from speech-model features.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--results-dir", help="folder for runs (overrides the config's results_dir)")
+        p.add_argument("--cache-dir", help="folder for cached features (overrides the config's cache_dir)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+
+    train = sub.add_parser("train", help="fit one layer of CONFIG.toml")
+    train.add_argument("config", help="experiment TOML file")
+    train.add_argument("--layer", type=int, help="0-based layer (needed when the config lists several)")
+    common(train)
+    sweep = sub.add_parser("sweep", help="fit every layer listed in CONFIG.toml (layers = \"all\" for all)")
+    sweep.add_argument("config", help="experiment TOML file")
+    common(sweep)
+    demo = sub.add_parser("demo", help="run the built-in simulated demo end to end, all layers")
+    common(demo)
+    runs = sub.add_parser("runs", help="list runs in the results folder")
+    runs.add_argument("--results-dir", default=None, help="results folder (default: results)")
+    export = sub.add_parser("export", help="print a Python script that runs CONFIG.toml with the tutorial API")
+    export.add_argument("config", help="experiment TOML file")
+    sub.add_parser("config-template", help="print a default experiment TOML")
+    job = sub.add_parser("job-run", help=argparse.SUPPRESS)
+    job.add_argument("job_dir")
+    return parser
+
+
+def _load_config(args: argparse.Namespace) -> ExperimentConfig:
+    config = ExperimentConfig.load(args.config)
+    return _override_dirs(config, args)
+
+
+def _override_dirs(config: ExperimentConfig, args: argparse.Namespace) -> ExperimentConfig:
+    if getattr(args, "results_dir", None):
+        config.results_dir = args.results_dir
+    if getattr(args, "cache_dir", None):
+        config.cache_dir = args.cache_dir
+    return config
+
+
+def _format(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def summary_table(run: Any) -> str:
+    """A plain-text per-layer table of a loaded run (median r, mean r, significant voxels, ...)."""
+    header = f"{'layer':>5}  {'median r':>9}  {'mean r':>9}  {'n sig':>7}  {'% sig':>7}  {'median r/ceiling':>16}"
+    lines = [header, "-" * len(header)]
+    rows = run.summary.get("layers", {})
+    for layer in sorted(rows, key=int):
+        row = rows[layer]
+        lines.append(f"{layer:>5}  {_format(row['median_r']):>9}  {_format(row['mean_r']):>9}  "
+                     f"{row['n_significant']:>7}  {_format(row['percent_significant'], 1):>7}  "
+                     f"{_format(row.get('median_normalized_r')):>16}")
+    best = run.summary.get("best_layer")
+    if best is not None:
+        lines.append(f"best layer (highest median r): {best}")
+    return "\n".join(lines)
+
+
+def _run(config: ExperimentConfig, quiet: bool) -> int:
+    from .pipeline import run_experiment
+    from .progress import TqdmProgress
+    from .runstore import RunStore
+
+    progress = None if quiet else TqdmProgress()
+    try:
+        run_id = run_experiment(config, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    store = RunStore(config.results_dir)
+    run = store.load(run_id)
+    if run.simulated:
+        print("SIMULATED data (not a real brain).")
+    print(summary_table(run))
+    print(f"run {run_id}: {run.path}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    if args.layer is not None:
+        config.layers = [args.layer]
+    if config.layers == "all" or len(config.layers) != 1:
+        raise ConfigError(f"train fits one layer but {args.config} has layers = {config.layers!r}; pass "
+                          f"--layer N or use `sweep` for several layers.")
+    return _run(config.validate(), args.quiet)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return _run(_load_config(args), args.quiet)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_config
+
+    config = _override_dirs(demo_config(), args)
+    return _run(config, args.quiet)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runstore import RunStore
+
+    infos = RunStore(args.results_dir or "results").list()
+    if not infos:
+        print("no runs")
+        return EXIT_OK
+    print(f"{'run id':<23} {'status':<10} {'best median r':>13}  {'subject':<10} name")
+    for info in infos:
+        sim = " (simulated)" if info.simulated else ""
+        print(f"{info.run_id:<23} {info.status:<10} {_format(info.best_median_r):>13}  {info.subject:<10} "
+              f"{info.name}{sim}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import experiment_to_script
+
+    sys.stdout.write(experiment_to_script(ExperimentConfig.load(args.config)))
+    return EXIT_OK
+
+
+def cmd_config_template(args: argparse.Namespace) -> int:
+    sys.stdout.write(ExperimentConfig().to_toml())
+    return EXIT_OK
+
+
+def cmd_job_run(args: argparse.Namespace) -> int:
+    from .jobs import run_job
+
+    return run_job(args.job_dir)
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "demo": cmd_demo, "runs": cmd_runs, "export": cmd_export,
+            "config-template": cmd_config_template, "job-run": cmd_job_run}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 failed/cancelled, 2 user error, 130 Ctrl-C)."""
+    args = _build_parser().parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    if args.command != "job-run":
+        logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except JobCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except EncodingCoreError as exc:
+        message = " ".join(str(exc).split())
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

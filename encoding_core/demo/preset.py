@@ -1,0 +1,61 @@
+"""The demo's preset experiment: every layer of the bundled Whisper on the demo stories.
+
+Budget: on a 2-core laptop CPU the whole preset (features for all six stories and all
+layers, a fit per layer, the run saved) takes <= 3 minutes cold and <= 15 s once the
+features are cached. The cost is almost all feature extraction: one 30 s-padded Whisper
+window costs about 0.3 s here, so the stride sets the budget. The stories total about
+8.3 minutes of audio; a stride of 1.25 s gives about 400 windows (about 2 minutes).
+
+Trimming: the demo's TR times start at the sound onset (``arange(n_trs) * 2.0``) and its
+brain data has one row per TR time (no pre-trimmed responses as in LeBel), so features
+and targets use the same bounds. ``[5:-4]`` drops the first 5 TRs (10 s), whose
+FIR-delayed features (delays 1-4 TRs = 2-8 s) would reach back before the sound onset,
+and the last 4 TRs, whose 1-TR-delayed features would lie past the end of the audio
+(each story has ``ceil((duration + 10 s) / 2 s)`` TRs).
+"""
+from __future__ import annotations
+
+from ..config import (
+    DEFAULT_MODEL,
+    AlignmentConfig,
+    AssemblySource,
+    ExperimentConfig,
+    FeatureConfig,
+    RidgeConfig,
+    StatsConfig,
+    TrimmingConfig,
+)
+
+DEMO_STRIDE_S = 1.25
+DEMO_CONTEXT_S = 8.0
+DEMO_TRIM_START_TRS = 5
+DEMO_TRIM_END_TRS = -4
+DEMO_FIR_DELAYS = [1, 2, 3, 4]
+DEMO_PERMUTATIONS = 200
+
+
+def demo_config(results_dir: str = "results", cache_dir: str = "cache") -> ExperimentConfig:
+    """The demo preset (validated): bundled whisper-tiny.en, stride 1.25 s, context 8 s,
+    pool "last", all layers, lanczos downsampling, delays 1-4 TRs, trimming [5:-4] for
+    features and targets, train/test with the last story held out, 200 permutations."""
+    from .simulate import demo_story_names
+
+    start, end = DEMO_TRIM_START_TRS, DEMO_TRIM_END_TRS
+    config = ExperimentConfig(
+        name="demo",
+        assembly=AssemblySource(path="demo", test_story=demo_story_names()[-1]),
+        features=FeatureConfig(model_name=DEFAULT_MODEL, chunk_size=DEMO_STRIDE_S, context_size=DEMO_CONTEXT_S,
+                               pool="last", include_early_windows=True),
+        layers="all",
+        alignment=AlignmentConfig(
+            downsample_method="lanczos", fir_delays=list(DEMO_FIR_DELAYS),
+            trimming=TrimmingConfig(train_features_start=start, train_features_end=end,
+                                    train_targets_start=start, train_targets_end=end,
+                                    test_features_start=start, test_features_end=end,
+                                    test_targets_start=start, test_targets_end=end)),
+        ridge=RidgeConfig(mode="train_test", fold_type="chunked", n_inner_folds=5, chunk_length=10, seed=0),
+        stats=StatsConfig(n_permutations=DEMO_PERMUTATIONS, block_length=5, fdr_q=0.05, seed=0),
+        results_dir=results_dir,
+        cache_dir=cache_dir,
+    )
+    return config.validate()

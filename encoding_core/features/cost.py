@@ -1,0 +1,94 @@
+"""Cost of feature extraction, shown before the user starts: windows and estimated seconds."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from ..config import FeatureConfig
+from ._audio import audio_duration
+from .cache import is_cached
+
+logger = logging.getLogger(__name__)
+
+LONG_AUDIO_S = 2 * 3600.0  # a single file longer than this is probably a mistake
+LONG_RUN_S = 3600.0
+_probe_memo: dict[tuple, float] = {}
+_probe_lock = threading.Lock()
+
+
+@dataclass
+class CostEstimate:
+    """n_windows: windows still to compute (cached stories excluded); est_seconds: their
+    estimated time; per_window_s: measured seconds per window (nan without a probe)."""
+
+    n_windows: int
+    est_seconds: float
+    per_window_s: float
+    cached_stories: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        """Alias of est_seconds (the architecture document's name)."""
+        return self.est_seconds
+
+
+def probe_seconds_per_window(config: FeatureConfig, n_windows: int = 2) -> float:
+    """Seconds per window measured on ``n_windows`` windows of noise (memoised per process
+    by model, device, precision, context and mode)."""
+    from .models import load_model
+    from .speech import compute_layers
+
+    loaded = load_model(config.model_name, device=config.device, precision=config.precision)
+    memo_key = (loaded.source.name, loaded.source.weights_identity, str(loaded.device), loaded.precision,
+                float(config.context_size), bool(config.context_only), loaded.kind)
+    with _probe_lock:
+        if memo_key in _probe_memo:
+            return _probe_memo[memo_key]
+    sr = loaded.sampling_rate
+    audio = np.random.default_rng(0).standard_normal(int((config.context_size + 1.0) * sr)).astype(np.float32) * 0.1
+    ends = config.context_size + np.arange(n_windows) * min(config.chunk_size, 0.5)
+    compute_layers(audio, loaded, config, end_times=ends[:1])  # warm-up (allocations, kernels)
+    start = time.perf_counter()
+    compute_layers(audio, loaded, config, end_times=ends)
+    per_window = (time.perf_counter() - start) / n_windows
+    with _probe_lock:
+        _probe_memo[memo_key] = per_window
+    return per_window
+
+
+def estimate_cost(audio_paths: Sequence[Union[str, Path]], feature_config: Union[FeatureConfig, dict],
+                  probe: bool = True, cache_dir: Union[str, Path, None] = None) -> CostEstimate:
+    """Windows to compute and estimated time for a set of stories, from audio headers (no decode).
+
+    probe: run one or two windows through the model to measure seconds per window.
+    cache_dir: stories already cached there cost nothing.
+    """
+    from .speech import coerce_feature_config, window_end_times
+
+    config, _ = coerce_feature_config(feature_config)
+    warnings: list[str] = []
+    n_windows = 0
+    cached = 0
+    for path in audio_paths:
+        duration = audio_duration(path)
+        if duration > LONG_AUDIO_S:
+            warnings.append(f"{Path(path).name} lasts {duration / 3600:.1f} h; is this the right file?")
+        if cache_dir is not None and is_cached(path, config, cache_dir):
+            cached += 1
+            continue
+        n_windows += len(window_end_times(duration, config.chunk_size, config.context_size,
+                                          config.include_early_windows))
+    per_window = probe_seconds_per_window(config) if (probe and n_windows) else float("nan")
+    est = n_windows * per_window if probe and n_windows else (0.0 if n_windows == 0 else float("nan"))
+    if np.isfinite(est) and est > LONG_RUN_S:
+        warnings.append(f"Feature extraction would take about {est / 3600:.1f} h ({n_windows} windows at "
+                        f"{per_window:.3f} s each). A larger chunk_size (stride), context_only or bf16 is faster.")
+    return CostEstimate(n_windows=n_windows, est_seconds=float(est), per_window_s=float(per_window),
+                        cached_stories=cached, warnings=warnings)

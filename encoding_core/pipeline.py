@@ -1,0 +1,656 @@
+"""The experiment pipeline: assembly -> audio -> features -> alignment -> ridge -> stats -> run.
+
+:func:`run_experiment` runs a whole :class:`~encoding_core.config.ExperimentConfig` and
+returns the id of the run it wrote. Its pieces are public so that the app, the CLI and the
+reference-compatible trainer reuse them instead of copying them:
+
+- :func:`prepare_targets` – brain data trimmed, z-scored per story, stacked (once per run);
+- :func:`prepare_features` – one layer's features downsampled to TR times, FIR-delayed,
+  trimmed, z-scored per story, NaN -> 0;
+- :func:`check_lengths` – trimmed features and targets line up (before any fit);
+- :func:`fit_layer` – nested-CV ridge + test statistics for one layer
+  (:func:`fit_train_test` or :func:`fit_cross_validated`).
+
+A *feature source* is any callable ``source(story, progress=None, cancel=None)`` returning
+an object with ``times`` ``(n_windows,)`` seconds, ``layer(i) -> (n_windows, dim)`` and
+``n_layers`` (the features package's ``StoryFeatures``). The default one runs the
+speech model of ``config.features`` with its on-disk cache; tests inject synthetic ones.
+
+Units: times in seconds from sound onset, trimming bounds and delays in TRs.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence
+
+import numpy as np
+
+from .assembly import Assembly, Story
+from .config import ExperimentConfig, RidgeConfig, StatsConfig
+from .errors import AudioError, ConfigError, JobCancelled
+from .progress import CancelFlag, ProgressCallback, check_cancel, null_progress
+
+logger = logging.getLogger(__name__)
+
+
+class StoryFeaturesLike(Protocol):
+    times: np.ndarray
+    n_layers: int
+
+    def layer(self, index: int) -> np.ndarray: ...
+
+
+FeatureSource = Callable[..., StoryFeaturesLike]
+
+
+# --------------------------------------------------------------------------------------
+# Assembly, stories and audio
+# --------------------------------------------------------------------------------------
+def load_experiment_assembly(config: ExperimentConfig) -> Assembly:
+    """Load ``config.assembly.path`` (demo, .h5, .pkl or LeBel folder) with its subject/stories."""
+    from .assembly_io import load_assembly
+
+    source = config.assembly
+    options: dict[str, Any] = {}
+    if source.path.strip().lower() == "demo":
+        options["cache_dir"] = config.cache_dir
+    else:
+        if source.subject:
+            options["subject"] = source.subject
+        if source.stories:
+            options["stories"] = list(source.stories)
+    return load_assembly(source.path, **options)
+
+
+def select_stories(assembly: Assembly, config: ExperimentConfig) -> Assembly:
+    """The assembly restricted to ``config.assembly.stories`` (all when empty), test story set."""
+    names = list(config.assembly.stories) or assembly.stories
+    missing = [n for n in names if n not in assembly.stories]
+    if missing:
+        raise ConfigError(f"assembly.stories names {missing}, which are not in the assembly "
+                          f"(it has {assembly.stories}); fix the list or leave it empty for all stories.")
+    selected = assembly.subset(names) if names != assembly.stories else assembly
+    test = config.assembly.test_story or selected.test_story or selected.stories[-1]
+    if test not in selected.stories:
+        raise ConfigError(f"assembly.test_story {test!r} is not among the selected stories {selected.stories}.")
+    selected.test_story = test
+    if config.ridge.mode == "train_test" and len(selected.stories) < 2:
+        raise ConfigError("ridge.mode = \"train_test\" needs at least two stories (one to test on); "
+                          "add stories or use mode = \"cv\".")
+    return selected
+
+
+def attach_audio(assembly: Assembly, config: ExperimentConfig,
+                 progress: ProgressCallback = null_progress) -> Assembly:
+    """Set every story's audio path (from ``assembly.audio_dir`` when given) and check they exist.
+
+    Raises AudioError listing every story without usable audio, before any model runs.
+    """
+    source = config.assembly
+    stories = assembly.stories_list
+    if source.audio_dir:
+        from .audio import apply_audio_map, map_audio
+
+        matches = map_audio(assembly, source.audio_dir, pattern=source.audio_pattern,
+                            overrides=dict(source.audio_overrides) or None)
+        bad = [m for m in matches if m.status in ("missing", "unreadable")]
+        if bad:
+            lines = "; ".join(f"{m.story}: {m.status}{' (' + m.message + ')' if m.message else ''}" for m in bad)
+            raise AudioError(f"No usable audio for {len(bad)} of {len(matches)} stories in {source.audio_dir} "
+                             f"(pattern {source.audio_pattern!r}): {lines}. Fix assembly.audio_dir, "
+                             f"assembly.audio_pattern or assembly.audio_overrides.")
+        for m in matches:
+            if m.status == "mismatch":
+                logger.warning("Audio for story %s: %s", m.story, m.message)
+        apply_audio_map(assembly, matches)
+    missing = [s.name for s in stories if not s.audio_path or not os.path.isfile(s.audio_path)]
+    if missing:
+        raise AudioError(f"Stories without an audio file: {missing}. Set assembly.audio_dir (and "
+                         f"audio_pattern, e.g. \"{{story}}.wav\") so every story maps to a file.")
+    progress("audio", len(stories), len(stories), "audio mapped")
+    return assembly
+
+
+def extractor_feature_source(config: ExperimentConfig) -> FeatureSource:
+    """The default feature source: the speech model of ``config.features`` with the disk cache."""
+    from .features import SpeechFeatureExtractor
+
+    extractor = SpeechFeatureExtractor(config.features, cache_dir=config.cache_dir)
+    return extractor_as_source(extractor)
+
+
+def extractor_as_source(extractor: Any) -> FeatureSource:
+    """Wrap an object with ``extract_story(audio_path, progress, cancel)`` as a feature source."""
+
+    def source(story: Story, progress: Optional[ProgressCallback] = None,
+               cancel: Optional[CancelFlag] = None) -> StoryFeaturesLike:
+        if not story.audio_path:
+            raise AudioError(f"Story {story.name!r} has no audio path; set assembly.audio_dir.")
+        return extractor.extract_story(story.audio_path, progress=progress, cancel=cancel)
+
+    return source
+
+
+def extract_all_features(assembly: Assembly, feature_source: FeatureSource,
+                         progress: ProgressCallback = null_progress,
+                         cancel: Optional[CancelFlag] = None) -> dict[str, StoryFeaturesLike]:
+    """All layers' features for every story (cached by the source). Progress in percent of stories."""
+    names = assembly.stories
+    total = 100 * len(names)
+    result: dict[str, StoryFeaturesLike] = {}
+    for index, story in enumerate(assembly.stories_list):
+        check_cancel(cancel)
+
+        def story_progress(stage: str, done: int, n: int, message: str = "", _i: int = index,
+                           _name: str = story.name) -> None:
+            fraction = min(max(done / n, 0.0), 1.0) if n else 0.0
+            progress("features", 100 * _i + int(100 * fraction), total,
+                     f"story {_i + 1}/{len(names)} {_name}: {done}/{n} {message}".strip())
+
+        result[story.name] = feature_source(story, progress=story_progress, cancel=cancel)
+        progress("features", 100 * (index + 1), total, f"story {index + 1}/{len(names)} {story.name} done")
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Targets and features
+# --------------------------------------------------------------------------------------
+def _zscore_clean(array: np.ndarray) -> np.ndarray:
+    """Z-score columns of one story's slice (preprocessing.zscore), NaN/Inf -> 0, float32."""
+    from .preprocessing import zscore
+
+    return np.nan_to_num(np.asarray(zscore(array), dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _bounds(config: ExperimentConfig, part: str, kind: str) -> tuple[Optional[int], Optional[int]]:
+    t = config.alignment.trimming
+    return getattr(t, f"{part}_{kind}_start"), getattr(t, f"{part}_{kind}_end")
+
+
+def _part(config: ExperimentConfig, story_name: str, test_story: Optional[str]) -> str:
+    """Which trimming keys a story uses: ``test`` for the held-out story in train/test mode."""
+    return "test" if (config.ridge.mode == "train_test" and story_name == test_story) else "train"
+
+
+@dataclass
+class PreparedTargets:
+    """Brain data ready to fit: per story trimmed, z-scored (NaN -> 0), float32.
+
+    train: story -> (n_trs_i, n_voxels); test: (n_test, n_voxels) or None in ``cv`` mode;
+    test_repeats: (n_repeats, n_test, n_voxels) trimmed raw repeats, or None;
+    test_is_repeat_mean: the test brain data equals the mean of those repeats.
+    """
+
+    mode: str
+    train_stories: list[str]
+    test_story: Optional[str]
+    train: dict[str, np.ndarray]
+    test: Optional[np.ndarray]
+    test_repeats: Optional[np.ndarray] = None
+    test_is_repeat_mean: bool = False
+
+    @property
+    def Y_train(self) -> np.ndarray:
+        return np.concatenate([self.train[n] for n in self.train_stories], axis=0)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """(n_train_trs,) index of the story each stacked training TR comes from."""
+        return np.concatenate([np.full(self.train[n].shape[0], i) for i, n in enumerate(self.train_stories)])
+
+    def lengths(self) -> dict[str, int]:
+        out = {n: int(self.train[n].shape[0]) for n in self.train_stories}
+        if self.test_story is not None and self.test is not None:
+            out[self.test_story] = int(self.test.shape[0])
+        return out
+
+
+def prepare_targets(assembly: Assembly, config: ExperimentConfig) -> PreparedTargets:
+    """Trim each story's brain data with the target keys, z-score it per story and stack.
+
+    Train/test mode: the test story (``assembly.effective_test_story()``) uses the ``test_*``
+    keys and is kept apart; cv mode: every story uses the ``train_*`` keys.
+    """
+    from .preprocessing import trim
+
+    mode = config.ridge.mode
+    test_story = assembly.effective_test_story() if mode == "train_test" else None
+    train, test, repeats, is_mean = {}, None, None, False
+    for story in assembly.stories_list:
+        part = _part(config, story.name, test_story)
+        start, end = _bounds(config, part, "targets")
+        sliced = trim(story.brain_data, start, end)
+        if sliced.shape[0] < 2:
+            raise ConfigError(f"Story {story.name!r}: trimming its {story.n_trs} TRs of brain data with "
+                              f"{part}_targets_start={start}, {part}_targets_end={end} leaves {sliced.shape[0]} "
+                              f"TRs; change alignment.trimming.")
+        if part == "test":
+            test = _zscore_clean(sliced)
+            if story.repeats is not None:
+                repeats = np.stack([trim(r, start, end) for r in story.repeats]).astype(np.float32)
+                scale = float(np.nanstd(sliced)) or 1.0
+                is_mean = bool(np.allclose(sliced, repeats.mean(axis=0), rtol=0, atol=1e-3 * scale))
+        else:
+            train[story.name] = _zscore_clean(sliced)
+    train_stories = [n for n in assembly.stories if n in train]
+    return PreparedTargets(mode, train_stories, test_story, train, test, repeats, is_mean)
+
+
+@dataclass
+class PreparedFeatures:
+    """One layer's design matrices: story -> (n_trs_i, dim * n_delays) float32."""
+
+    layer: int
+    train: dict[str, np.ndarray]
+    test: Optional[np.ndarray]
+    train_stories: list[str]
+    test_story: Optional[str]
+
+    @property
+    def X_train(self) -> np.ndarray:
+        return np.concatenate([self.train[n] for n in self.train_stories], axis=0)
+
+    def lengths(self) -> dict[str, int]:
+        out = {n: int(self.train[n].shape[0]) for n in self.train_stories}
+        if self.test_story is not None and self.test is not None:
+            out[self.test_story] = int(self.test.shape[0])
+        return out
+
+
+def align_story_features(features: np.ndarray, times: np.ndarray, story: Story, config: ExperimentConfig,
+                         downsampler: Any = None) -> np.ndarray:
+    """Downsample (n_windows, dim) features at ``times`` s to the story's TR times -> (n_trs, dim)."""
+    from .downsample import Downsampler
+
+    downsampler = downsampler or Downsampler()
+    method = config.alignment.downsample_method
+    kwargs = dict(config.alignment.downsample_kwargs)
+    return np.asarray(downsampler.downsample(features, times, story.tr_times, method=method, **kwargs),
+                      dtype=np.float32)
+
+
+def prepare_features(story_features: Mapping[str, StoryFeaturesLike], assembly: Assembly,
+                     config: ExperimentConfig, layer: int, downsampler: Any = None) -> PreparedFeatures:
+    """One layer: downsample to TR times, FIR-delay, trim, z-score per story, NaN -> 0."""
+    from .preprocessing import make_delayed, trim
+
+    mode = config.ridge.mode
+    test_story = assembly.effective_test_story() if mode == "train_test" else None
+    delays = list(config.alignment.fir_delays)
+    train, test = {}, None
+    for story in assembly.stories_list:
+        feats = story_features[story.name]
+        aligned = align_story_features(feats.layer(layer), feats.times, story, config, downsampler)
+        delayed = make_delayed(np.nan_to_num(aligned), delays)
+        part = _part(config, story.name, test_story)
+        start, end = _bounds(config, part, "features")
+        cleaned = _zscore_clean(trim(delayed, start, end))
+        if part == "test":
+            test = cleaned
+        else:
+            train[story.name] = cleaned
+    return PreparedFeatures(layer, train, test, [n for n in assembly.stories if n in train], test_story)
+
+
+def check_lengths(features: PreparedFeatures, targets: PreparedTargets, config: ExperimentConfig) -> None:
+    """Raise TrimmingMismatchError (story, both lengths, keys to change) if any story differs."""
+    from .preprocessing import check_trimmed_lengths
+
+    target_lengths = targets.lengths()
+    trimming = config.alignment.trimming.as_dict()
+    for story, n_features in features.lengths().items():
+        part = "test" if story == targets.test_story else "train"
+        keys = [f"{part}_{kind}_{end}" for kind in ("features", "targets") for end in ("start", "end")]
+        check_trimmed_lengths(story=story, n_features=n_features, n_targets=target_lengths[story],
+                              keys_used={key: trimming[key] for key in keys})
+
+
+def check_statistics_settings(targets: PreparedTargets, config: ExperimentConfig) -> None:
+    """Raise ConfigError (before any fit) if the test TRs are too few for the permutation test."""
+    stats = config.stats
+    if stats.n_permutations <= 0:
+        return
+    if config.ridge.mode == "train_test":
+        n_test, where = targets.test.shape[0], f"the test story {targets.test_story!r}"
+    else:
+        n_test, where = min(targets.train[n].shape[0] for n in targets.train_stories), "the shortest story"
+    if n_test // stats.block_length < 2:
+        raise ConfigError(f"stats.block_length = {stats.block_length} TRs leaves fewer than 2 blocks in the "
+                          f"{n_test} trimmed TRs of {where}; the permutation test needs at least 2. Fix: set "
+                          f"stats.block_length <= {max(n_test // 2, 1)}, or stats.n_permutations = 0.")
+
+
+# --------------------------------------------------------------------------------------
+# Fitting and statistics
+# --------------------------------------------------------------------------------------
+@dataclass
+class LayerResult:
+    """What one layer's fit produces: scalar metrics (reference keys), per-voxel arrays, weights."""
+
+    metrics: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    weights: Optional[np.ndarray] = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate_predictions(Y: np.ndarray, P: np.ndarray, stats: StatsConfig) -> dict[str, np.ndarray]:
+    """Correlation, R^2, parametric and block-permutation p-values and BH-FDR for (n, v) Y vs P.
+
+    The FDR correction uses the permutation p-values when ``stats.n_permutations > 0``
+    (autocorrelation-robust), else the parametric ones.
+    """
+    from .stats import block_permutation_pvalues, fdr_bh, pearson_pvalues, pearson_r, r2_score
+
+    r = np.asarray(pearson_r(Y, P), dtype=np.float32)
+    p = np.asarray(pearson_pvalues(r, Y.shape[0]), dtype=np.float64)
+    arrays = {"correlations": r, "r2": np.asarray(r2_score(Y, P), dtype=np.float32), "p_values": p}
+    if stats.n_permutations > 0:
+        perm = np.asarray(block_permutation_pvalues(Y, P, block_length=stats.block_length,
+                                                    n_permutations=stats.n_permutations, seed=stats.seed))
+        arrays["permutation_p_values"] = perm
+        tested = perm
+    else:
+        arrays["permutation_p_values"] = np.full_like(p, np.nan)
+        tested = p
+    mask, corrected = fdr_bh(np.nan_to_num(tested, nan=1.0), q=stats.fdr_q)
+    arrays["corrected_p_values"] = np.asarray(corrected, dtype=np.float64)
+    arrays["significant_mask"] = np.asarray(mask, dtype=bool)
+    return arrays
+
+
+def _inner_folds(n_samples: int, ridge: RidgeConfig, groups: Optional[np.ndarray]) -> list:
+    from .folds import make_folds
+
+    return make_folds(n_samples, kind=ridge.fold_type, n_folds=ridge.n_inner_folds, chunk_length=ridge.chunk_length,
+                      trim_size=ridge.trim_size, seed=ridge.seed,
+                      groups=groups if ridge.fold_type == "story" else None)
+
+
+def _fit_ridge(X: np.ndarray, Y: np.ndarray, ridge: RidgeConfig, groups: Optional[np.ndarray],
+               cancel: Optional[CancelFlag] = None) -> Any:
+    from .ridge import ridge_nested_cv
+
+    folds = _inner_folds(X.shape[0], ridge, groups)
+    return ridge_nested_cv(X, Y, folds=folds, alphas=list(ridge.alphas), normalpha=ridge.normalpha,
+                           single_alpha=ridge.single_alpha, device=ridge.device, cancel=cancel)
+
+
+def _score_summary(arrays: Mapping[str, np.ndarray], alphas: Sequence[float]) -> dict[str, Any]:
+    """Scalar metrics with the reference's keys from per-voxel arrays."""
+    r = np.asarray(arrays["correlations"], dtype=np.float64)
+    mask = np.asarray(arrays["significant_mask"], dtype=bool)
+    best = np.asarray(arrays["best_alphas"], dtype=np.float64)
+    finite = np.isfinite(r)
+    n_voxels = int(r.size)
+
+    def stat(fn: Callable, values: np.ndarray) -> float:
+        values = values[np.isfinite(values)]
+        return float(fn(values)) if values.size else float("nan")
+
+    counts = {f"{a:g}": int(np.isclose(best, a, rtol=1e-6).sum()) for a in alphas}
+    metrics = {
+        "median_score": stat(np.median, r), "mean_score": stat(np.mean, r), "std_score": stat(np.std, r),
+        "min_score": stat(np.min, r), "max_score": stat(np.max, r),
+        "n_significant": int(mask.sum()), "percent_significant": 100.0 * float(mask.sum()) / max(n_voxels, 1),
+        "n_voxels": n_voxels, "n_finite_scores": int(finite.sum()),
+        "median_r2": stat(np.median, np.asarray(arrays["r2"], dtype=np.float64)),
+        "best_alpha_median": stat(np.median, best), "best_alpha_counts": counts,
+    }
+    normalized = np.asarray(arrays.get("normalized_correlations", np.full(n_voxels, np.nan)), dtype=np.float64)
+    metrics["median_normalized_score"] = stat(np.median, normalized)
+    return metrics
+
+
+def fit_train_test(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray, Y_test: np.ndarray,
+                   ridge: RidgeConfig, stats: StatsConfig, groups: Optional[np.ndarray] = None,
+                   test_repeats: Optional[np.ndarray] = None, test_target_is_repeat_mean: bool = False,
+                   cancel: Optional[CancelFlag] = None) -> LayerResult:
+    """Nested-CV ridge on the training TRs, predict the test TRs, test statistics.
+
+    X_*: (n_trs, n_features) float32, Y_*: (n_trs, n_voxels) float32 (z-scored); groups:
+    (n_train,) story index per training TR (for ``fold_type="story"``); test_repeats:
+    (n_repeats, n_test, n_voxels) for a noise ceiling; test_target_is_repeat_mean: Y_test is the
+    mean of those repeats (the ceiling is then that of an averaged target).
+    """
+    started = time.perf_counter()
+    fit = _fit_ridge(X_train, Y_train, ridge, groups, cancel)
+    predicted = np.asarray(fit.predict(X_test), dtype=np.float32)
+    fit_s = time.perf_counter() - started
+    arrays = evaluate_predictions(Y_test, predicted, stats)
+    arrays["best_alphas"] = np.asarray(fit.best_alphas, dtype=np.float64)
+    arrays.update(_ceiling_arrays(arrays["correlations"], test_repeats, test_target_is_repeat_mean))
+    metrics = _score_summary(arrays, ridge.alphas)
+    metrics.update({"mode": "train_test", "n_train_trs": int(X_train.shape[0]), "n_test_trs": int(X_test.shape[0]),
+                    "noise_ceiling_target": None if test_repeats is None else
+                    ("repeat_mean" if test_target_is_repeat_mean else "single_repeat"),
+                    "n_features": int(X_train.shape[1]),
+                    "significance_test": "block_permutation" if stats.n_permutations > 0 else "parametric"})
+    return LayerResult(metrics, arrays, np.asarray(fit.weights, dtype=np.float32) if ridge.save_weights else None,
+                       {"fit": fit_s, "stats": time.perf_counter() - started - fit_s})
+
+
+def _ceiling_arrays(r: np.ndarray, repeats: Optional[np.ndarray],
+                    target_is_repeat_mean: bool = False) -> dict[str, np.ndarray]:
+    """Noise ceiling (n_voxels,) from (n_repeats, n_trs, n_voxels) repeats and r / ceiling (NaN without repeats)."""
+    n = np.asarray(r).shape[0]
+    if repeats is None or repeats.shape[0] < 2:
+        return {"noise_ceiling": np.full(n, np.nan, np.float32),
+                "normalized_correlations": np.full(n, np.nan, np.float32)}
+    from .stats import noise_ceiling, normalize_by_ceiling
+
+    _, ceiling_r = noise_ceiling(repeats, averaged_target=target_is_repeat_mean)
+    return {"noise_ceiling": np.asarray(ceiling_r, dtype=np.float32),
+            "normalized_correlations": np.asarray(normalize_by_ceiling(r, ceiling_r), dtype=np.float32)}
+
+
+def outer_folds(n_samples: int, groups: np.ndarray, ridge: RidgeConfig) -> list:
+    """Outer folds of ``cv`` mode: leave-one-story-out when ``fold_type="story"``, else contiguous."""
+    from .folds import make_folds
+
+    if ridge.fold_type == "story":
+        return make_folds(n_samples, kind="story", n_folds=ridge.n_outer_folds, chunk_length=ridge.chunk_length,
+                          trim_size=ridge.trim_size, seed=ridge.seed, groups=groups)
+    return make_folds(n_samples, kind="contiguous", n_folds=ridge.n_outer_folds, chunk_length=ridge.chunk_length,
+                      trim_size=ridge.trim_size, seed=ridge.seed)
+
+
+def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge: RidgeConfig, stats: StatsConfig,
+                        cancel: Optional[CancelFlag] = None) -> LayerResult:
+    """Outer folds over all stacked TRs; nested-CV ridge inside each training part.
+
+    ``correlations``/``r2``/``best_alphas`` are averaged (median for alphas) over outer folds;
+    p-values and ``significant_mask`` come from the pooled out-of-fold predictions (each TR is
+    predicted exactly once, so one test per voxel); ``majority_significant_mask`` marks
+    voxels significant in more than half of the folds. X: (n, p), Y: (n, v), groups: (n,).
+    """
+    started = time.perf_counter()
+    folds = outer_folds(X.shape[0], groups, ridge)
+    predicted = np.zeros_like(Y, dtype=np.float32)
+    fold_r, fold_r2, fold_alphas, fold_masks = [], [], [], []
+    stats_s = 0.0
+    for train_idx, test_idx in folds:
+        check_cancel(cancel)
+        fit = _fit_ridge(X[train_idx], Y[train_idx], ridge, groups[train_idx], cancel)
+        predicted[test_idx] = fit.predict(X[test_idx])
+        t0 = time.perf_counter()
+        fold_arrays = evaluate_predictions(Y[test_idx], predicted[test_idx], stats)
+        stats_s += time.perf_counter() - t0
+        fold_r.append(fold_arrays["correlations"])
+        fold_r2.append(fold_arrays["r2"])
+        fold_masks.append(fold_arrays["significant_mask"])
+        fold_alphas.append(np.asarray(fit.best_alphas, dtype=np.float64))
+    t0 = time.perf_counter()
+    pooled = evaluate_predictions(Y, predicted, stats)
+    stats_s += time.perf_counter() - t0
+    masks = np.stack(fold_masks)
+    arrays = {
+        "correlations": np.nanmean(np.stack(fold_r), axis=0).astype(np.float32),
+        "r2": np.nanmean(np.stack(fold_r2), axis=0).astype(np.float32),
+        "pooled_correlations": pooled["correlations"],
+        "p_values": pooled["p_values"], "permutation_p_values": pooled["permutation_p_values"],
+        "corrected_p_values": pooled["corrected_p_values"], "significant_mask": pooled["significant_mask"],
+        "majority_significant_mask": masks.sum(axis=0) > masks.shape[0] / 2,
+        "best_alphas": np.median(np.stack(fold_alphas), axis=0),
+        "fold_correlations": np.stack(fold_r), "fold_best_alphas": np.stack(fold_alphas),
+    }
+    arrays.update(_ceiling_arrays(arrays["correlations"], None))
+    metrics = _score_summary(arrays, ridge.alphas)
+    metrics.update({"mode": "cv", "n_outer_folds": len(folds), "n_trs": int(X.shape[0]),
+                    "n_features": int(X.shape[1]),
+                    "n_majority_significant": int(arrays["majority_significant_mask"].sum()),
+                    "fold_median_scores": [float(np.nanmedian(r)) for r in fold_r],
+                    "significance_test": "block_permutation" if stats.n_permutations > 0 else "parametric"})
+    total = time.perf_counter() - started
+    return LayerResult(metrics, arrays, None, {"fit": total - stats_s, "stats": stats_s})
+
+
+def fit_layer(features: PreparedFeatures, targets: PreparedTargets, config: ExperimentConfig,
+              cancel: Optional[CancelFlag] = None) -> LayerResult:
+    """Fit and evaluate one prepared layer in the configured mode (train_test or cv)."""
+    if config.ridge.mode == "train_test":
+        return fit_train_test(features.X_train, targets.Y_train, features.test, targets.test, config.ridge,
+                              config.stats, groups=targets.groups, test_repeats=targets.test_repeats,
+                              test_target_is_repeat_mean=targets.test_is_repeat_mean, cancel=cancel)
+    return fit_cross_validated(features.X_train, targets.Y_train, targets.groups, config.ridge, config.stats,
+                               cancel=cancel)
+
+
+# --------------------------------------------------------------------------------------
+# The whole experiment
+# --------------------------------------------------------------------------------------
+class StageTimer:
+    """Accumulates wall-clock seconds per stage: ``with timer("fit"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - started)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + float(seconds)
+
+
+def resolve_layers(layers: Any, n_layers: int) -> list[int]:
+    """``"all"`` -> range(n_layers); a list is checked against the model's layer count."""
+    if layers == "all":
+        return list(range(n_layers))
+    bad = [x for x in layers if not 0 <= int(x) < n_layers]
+    if bad:
+        raise ConfigError(f"layers {bad} do not exist: the model has {n_layers} layers (0 to {n_layers - 1}).")
+    return [int(x) for x in layers]
+
+
+def layer_summary(results: Mapping[int, LayerResult]) -> dict[str, Any]:
+    """Per-layer summary (median/mean r, n and percent significant, median normalised r) + best layer."""
+    rows = {}
+    for layer, result in results.items():
+        m = result.metrics
+        rows[str(layer)] = {"median_r": m["median_score"], "mean_r": m["mean_score"],
+                            "n_significant": m["n_significant"], "percent_significant": m["percent_significant"],
+                            "median_normalized_r": m["median_normalized_score"]}
+    finite = {k: v["median_r"] for k, v in rows.items() if np.isfinite(v["median_r"])}
+    best = int(max(finite, key=finite.get)) if finite else None
+    return {"layers": rows, "best_layer": best}
+
+
+def best_layer_per_voxel(correlations: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(n_voxels,) best layer and its correlation, from layer -> (n_voxels,) correlations."""
+    layers = np.asarray(list(correlations))
+    stacked = np.stack([np.nan_to_num(np.asarray(correlations[l], dtype=np.float64), nan=-np.inf)
+                        for l in layers])
+    index = np.argmax(stacked, axis=0)
+    best_r = np.take_along_axis(stacked, index[None], axis=0)[0]
+    return layers[index], np.where(np.isfinite(best_r), best_r, np.nan)
+
+
+def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None,
+                   progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None,
+                   feature_source: Optional[FeatureSource] = None, run_store: Any = None,
+                   downsampler: Any = None) -> str:
+    """Run a whole experiment and return the id of the run written to ``config.results_dir``.
+
+    assembly: use this one instead of loading ``config.assembly.path``; feature_source: see
+    the module docstring (default: the speech model of ``config.features``); run_store: a
+    :class:`~encoding_core.runstore.RunStore` (default: ``RunStore(config.results_dir)``).
+    Raises an EncodingCoreError subclass for bad input (before any fit when possible) and
+    JobCancelled when ``cancel`` is set; a started run is then marked failed/cancelled.
+    """
+    from .runstore import RunStore
+
+    config.validate()
+    progress = progress or null_progress
+    timer = StageTimer()
+    started = time.perf_counter()
+    with timer("load"):
+        assembly = select_stories(assembly if assembly is not None else load_experiment_assembly(config), config)
+        targets = prepare_targets(assembly, config)
+        check_statistics_settings(targets, config)
+    with timer("audio"):
+        if feature_source is None or config.assembly.audio_dir:
+            attach_audio(assembly, config, progress)
+    check_cancel(cancel)
+    with timer("features"):
+        source = feature_source or extractor_feature_source(config)
+        story_features = extract_all_features(assembly, source, progress, cancel)
+    n_layers = min(int(f.n_layers) for f in story_features.values())
+    layers = resolve_layers(config.layers, n_layers)
+
+    prepared: dict[int, PreparedFeatures] = {}
+    with timer("alignment"):
+        progress("alignment", 0, len(layers), f"layer {layers[0]}")
+        prepared[layers[0]] = prepare_features(story_features, assembly, config, layers[0], downsampler)
+        check_lengths(prepared[layers[0]], targets, config)  # same lengths for every layer: fail before fitting
+
+    store = run_store if run_store is not None else RunStore(config.results_dir)
+    writer = store.create(config, {
+        "subject": assembly.subject, "simulated": bool(assembly.simulated), "layers": layers,
+        "stories": assembly.stories, "test_story": targets.test_story, "n_voxels": assembly.n_voxels,
+        "tr": assembly.tr, "space": {"kind": assembly.space.kind, "name": assembly.space.name},
+    })
+    try:
+        writer.write_space(assembly.space)
+        results: dict[int, LayerResult] = {}
+        for index, layer in enumerate(layers):
+            check_cancel(cancel)
+            if layer not in prepared:
+                with timer("alignment"):
+                    progress("alignment", index, len(layers), f"layer {layer}")
+                    prepared[layer] = prepare_features(story_features, assembly, config, layer, downsampler)
+                    check_lengths(prepared[layer], targets, config)
+            progress("alignment", index + 1, len(layers), f"layer {layer}")
+            progress("fit", index, len(layers), f"layer {layer}")
+            result = fit_layer(prepared.pop(layer), targets, config, cancel)
+            for stage, seconds in result.timings.items():
+                timer.add(stage, seconds)
+            progress("fit", index + 1, len(layers), f"layer {layer}")
+            progress("stats", index + 1, len(layers), f"layer {layer}: median r {result.metrics['median_score']:.3f}")
+            with timer("save"):
+                writer.write_layer(layer, result.metrics, result.arrays, result.weights)
+            progress("save", index + 1, len(layers), f"layer {layer}")
+            results[layer] = LayerResult(result.metrics, {"correlations": result.arrays["correlations"]})
+            logger.info("Layer %d: median r = %.4f, %d significant", layer, result.metrics["median_score"],
+                        result.metrics["n_significant"])
+        check_cancel(cancel)
+        with timer("save"):
+            summary = layer_summary(results)
+            best, best_r = best_layer_per_voxel({l: r.arrays["correlations"] for l, r in results.items()})
+            writer.write_best_layer(best, best_r)
+        timings = dict(timer.seconds, total=time.perf_counter() - started)
+        writer.finish(summary, timings)
+    except JobCancelled as exc:
+        writer.fail(exc, cancelled=True)
+        raise
+    except BaseException as exc:
+        writer.fail(exc)
+        raise
+    return writer.run_id

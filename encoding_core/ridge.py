@@ -1,0 +1,343 @@
+"""Ridge regression with per-voxel regularisation chosen by inner cross-validation.
+
+Convention (the reference's): with the SVD ``X = U S V'``, the weights for penalty ``alpha``
+are ``W = V diag(S / (S^2 + a^2)) U' Y`` where ``a = alpha * S[0]`` when ``normalpha`` (``S[0]``
+the largest singular value of the training X) and ``a = alpha`` otherwise. This equals
+scikit-learn ``Ridge(alpha=a**2, fit_intercept=False)``.
+
+How :func:`ridge_nested_cv` is fast (same numbers as refactorising every fold):
+
+1. One pass over Y computes ``C = X'Y`` (p, v); ``G = X'X`` (p, p) is float64.
+2. Each inner fold's training Gram is a *downdate*, ``G_f = G - Xh'Xh`` (Xh = held-out rows),
+   eigendecomposed once (float64): ``G_f = V diag(s^2) V'``. Its training ``X'Y`` is
+   ``C_f = C - Xh'Yh``.
+3. For all alphas at once, the held-out predictions (centred over the held-out rows) are
+   ``P_alpha = M_alpha C_f`` with ``M_alpha = Xh_c V diag(1 / (s^2 + a^2)) V'`` (n_h, p), built
+   without touching Y. All alphas are one matrix product per voxel block; the correlation
+   of every alpha with the held-out data is reduced per voxel without keeping
+   (alphas x TRs x voxels) for more than one voxel block.
+4. Alphas with ``s_max^2 / a^2`` below the float precision give predictions that differ only
+   by a scale factor, hence identical correlations; they are scored once (exact ties).
+5. The best alpha per voxel is the argmax of the mean inner-fold correlation; exact ties go
+   to the smaller alpha. The refit uses one eigendecomposition of ``G``:
+   ``W = V diag(1 / (s^2 + a_v^2)) V' C`` with each voxel's own alpha, vectorised over voxels.
+
+Products with Y run in Y's precision (float32 data -> float32 products, float64 data ->
+float64); Gram matrices and eigendecompositions are always float64.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .progress import CancelFlag, ProgressCallback, check_cancel
+
+logger = logging.getLogger(__name__)
+
+MAX_BLOCK_VOXELS = 4096
+"""Upper bound on the voxel block size (larger blocks are not faster, only bigger)."""
+
+
+@dataclass
+class RidgeFit:
+    """Result of :func:`ridge_nested_cv`.
+
+    weights: (p, v) float32. best_alphas: (v,) in the caller's alpha units.
+    cv_scores: (n_alphas, v) float32, mean inner-fold correlation, rows in ``alphas`` order.
+    alphas: (n_alphas,) the grid as given. alpha_scale: S[0] of the full training X (the
+    factor applied to alphas when ``normalpha``; 1.0 otherwise).
+    """
+
+    weights: np.ndarray
+    best_alphas: np.ndarray
+    cv_scores: np.ndarray
+    alphas: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    alpha_scale: float = 1.0
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions (n, v) float32 for features X (n, p)."""
+        values = _as_matrix(X, "X")
+        if values.shape[1] != self.weights.shape[0]:
+            raise InputError(
+                f"X has {values.shape[1]} columns but the model was fitted on {self.weights.shape[0]} features; "
+                "prepare the test features exactly like the training features (same layer, delays)."
+            )
+        values = np.nan_to_num(values.astype(np.float32, copy=False))
+        return values @ self.weights
+
+
+def ridge_fit(X: Any, Y: Any, alpha: Any, normalpha: bool = False) -> np.ndarray:
+    """Plain ridge weights (p, v) float64 in the reference convention (see module docstring).
+
+    ``alpha``: a scalar or one value per voxel (v,). With ``normalpha`` it is multiplied by
+    the largest singular value of X.
+    """
+    x = np.nan_to_num(_as_matrix(X, "X").astype(np.float64))
+    y = np.nan_to_num(_as_matrix(Y, "Y").astype(np.float64))
+    if x.shape[0] != y.shape[0]:
+        raise InputError(f"X has {x.shape[0]} rows but Y has {y.shape[0]}; they must be the same TRs.")
+    a = np.asarray(alpha, dtype=np.float64)
+    if a.ndim > 1 or (a.ndim == 1 and len(a) != y.shape[1]) or np.any(~np.isfinite(a)) or np.any(a < 0):
+        raise InputError(f"alpha must be a non-negative number or one per voxel ({y.shape[1]}); got shape {a.shape}.")
+    U, S, Vt = np.linalg.svd(x, full_matrices=False)
+    if normalpha:
+        a = a * (S[0] if len(S) else 0.0)
+    a2 = np.broadcast_to(a, (y.shape[1],)) ** 2
+    denom = S[:, None] ** 2 + a2[None, :]
+    shrink = np.divide(S[:, None], denom, out=np.zeros_like(denom), where=denom > 0)
+    return Vt.T @ (shrink * (U.T @ y))
+
+
+def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: Any, normalpha: bool = True,
+                    single_alpha: bool = False, device: str = "cpu", memory_budget_gb: float = 2.0,
+                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None) -> RidgeFit:
+    """Fit ridge with the alpha chosen per voxel (or one for all) by inner cross-validation.
+
+    X: (n, p) features; Y: (n, v) targets (float32 or float64; not copied as a whole);
+    folds: inner folds ``[(train_idx, test_idx), ...]`` over the n rows (see ``folds.make_folds``);
+    alphas: (n_alphas,) positive penalties (reference units, see module docstring).
+    The CV score is the Pearson correlation on the held-out rows averaged over folds
+    (constant predictions or targets score 0). ``memory_budget_gb`` bounds the per-block
+    working set. ``progress(stage="fit", done, total, message)`` is called per voxel block;
+    ``cancel.is_set()`` is checked between blocks.
+    """
+    x_np = np.asarray(_as_matrix(X, "X"), dtype=np.float64)
+    y_np = _as_matrix(Y, "Y")
+    n, p = x_np.shape
+    n_voxels = y_np.shape[1]
+    if y_np.shape[0] != n:
+        raise InputError(f"X has {n} rows (TRs) but Y has {y_np.shape[0]}; align and trim them to the same TRs.")
+    if n_voxels == 0 or p == 0:
+        raise InputError(f"Nothing to fit: X has {p} feature columns and Y has {n_voxels} voxel columns.")
+    if y_np.dtype not in (np.float32, np.float64):
+        y_np = y_np.astype(np.float32)
+    grid = _check_alphas(alphas)
+    fold_list = _check_folds(folds, n)
+    dev = _device(device)
+    dtype = torch.float64 if (y_np.dtype == np.float64 and dev.type != "mps") else torch.float32
+    report = progress or (lambda stage, done, total, message="": None)
+
+    bad_x = ~np.isfinite(x_np)
+    if bad_x.any():
+        logger.warning("X holds %d NaN/inf values; they are treated as 0.", int(bad_x.sum()))
+        x_np = np.where(bad_x, 0.0, x_np)
+    x64 = torch.from_numpy(x_np)
+    x_dev = x64.to(dev, dtype)
+    gram = x64.T @ x64
+
+    block = _block_size(memory_budget_gb, n, p, max(len(te) for _, te in fold_list), len(grid), dtype)
+    blocks = [slice(start, min(start + block, n_voxels)) for start in range(0, n_voxels, block)]
+    total_steps = len(blocks) * (len(fold_list) + 2)
+    step = 0
+
+    # 1) C = X'Y, one pass over Y.
+    cross = torch.empty((p, n_voxels), dtype=dtype, device=dev)
+    n_bad_voxels = 0
+    for cols in blocks:
+        y_block, n_bad = _target_block(y_np, slice(None), cols, dtype, dev)
+        n_bad_voxels += n_bad
+        cross[:, cols] = x_dev.T @ y_block
+        step += 1
+        check_cancel(cancel)
+        report("fit", step, total_steps, "X'Y")
+    if n_bad_voxels:
+        logger.warning("%d of %d voxels hold NaN/inf values; those values are treated as 0.", n_bad_voxels, n_voxels)
+
+    # 2-3) inner folds: downdated Gram, eigendecomposition, all alphas per voxel block.
+    scores = torch.zeros((len(grid), n_voxels), dtype=torch.float64)
+    eps = torch.finfo(dtype).eps
+    for fold_number, (train_idx, test_idx) in enumerate(fold_list):
+        # Rows outside the training set (held out, or trimmed away) are removed from G and C.
+        removed_idx = np.setdiff1d(np.arange(n), train_idx)
+        downdate = len(removed_idx) <= len(train_idx)
+        if downdate:
+            removed_x = x64[removed_idx]
+            fold_gram = gram - removed_x.T @ removed_x
+            removed_x_dev = x_dev[torch.from_numpy(removed_idx).to(dev)]
+            held_in_removed = torch.from_numpy(np.searchsorted(removed_idx, test_idx)).to(dev)
+        else:
+            train_x = x64[train_idx]
+            fold_gram = train_x.T @ train_x
+            train_x_dev = x_dev[torch.from_numpy(train_idx).to(dev)]
+        evals, evecs = torch.linalg.eigh(fold_gram)
+        evals = evals.clamp(min=0.0)
+        shrink, scored, representative = _alpha_factors(evals, grid, normalpha, eps)
+        held_x = x64[test_idx]
+        centred = (held_x - held_x.mean(dim=0)) @ evecs  # (n_h, p)
+        # M_alpha = Xh_c V diag(shrink_alpha) V', stacked over the scored alphas: (k * n_h, p)
+        mapping = ((centred.unsqueeze(0) * shrink[:, scored].T.unsqueeze(1)).to(dtype)
+                   .reshape(-1, p) @ evecs.T.to(dtype)).to(dev)
+        n_held = len(test_idx)
+        for cols in blocks:
+            if downdate:
+                y_removed, _ = _target_block(y_np, removed_idx, cols, dtype, dev)
+                cross_fold = cross[:, cols] - removed_x_dev.T @ y_removed
+                y_held = y_removed[held_in_removed]
+            else:
+                y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev)
+                cross_fold = train_x_dev.T @ y_train
+                y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
+            preds = (mapping @ cross_fold).reshape(len(scored), n_held, -1)
+            y_centred = y_held - y_held.mean(dim=0)
+            numerator = (preds * y_centred).sum(dim=1)
+            pred_ss = (preds * preds).sum(dim=1)
+            target_ss = (y_centred * y_centred).sum(dim=0)
+            corr = _safe_ratio(numerator.double(), torch.sqrt(pred_ss.double() * target_ss.double()))
+            scores[:, cols] += corr.cpu()[representative] / len(fold_list)
+            step += 1
+            check_cancel(cancel)
+            report("fit", step, total_steps, f"inner fold {fold_number + 1}/{len(fold_list)}")
+
+    # 4) choose alphas: argmax over alphas sorted ascending, so exact ties go to the smaller alpha.
+    ascending = np.argsort(grid, kind="stable")
+    mean_scores = scores.numpy()
+    if single_alpha:
+        best_sorted = int(np.argmax(mean_scores[ascending].mean(axis=1)))
+        best_index = np.full(n_voxels, ascending[best_sorted], dtype=np.int64)
+    else:
+        best_index = ascending[np.argmax(mean_scores[ascending], axis=0)]
+
+    # 5) refit on all rows, each voxel with its alpha.
+    evals, evecs = torch.linalg.eigh(gram)
+    evals = evals.clamp(min=0.0)
+    alpha_scale = math.sqrt(float(evals.max())) if normalpha else 1.0
+    full_shrink, _, _ = _alpha_factors(evals, grid, normalpha, 0.0)
+    full_shrink = full_shrink.to(dev, dtype)
+    evecs_dev = evecs.to(dev, dtype)
+    best_dev = torch.from_numpy(best_index).to(dev)
+    weights = np.empty((p, n_voxels), dtype=np.float32)
+    for cols in blocks:
+        rotated = evecs_dev.T @ cross[:, cols]
+        weights[:, cols] = (evecs_dev @ (full_shrink[:, best_dev[cols]] * rotated)).float().cpu().numpy()
+        step += 1
+        check_cancel(cancel)
+        report("fit", step, total_steps, "refit")
+
+    if n_bad_voxels or not np.any(mean_scores):
+        logger.warning("Cross-validation scores are 0 for every alpha in some voxels (constant or missing data).")
+    return RidgeFit(weights=weights, best_alphas=grid[best_index].copy(), cv_scores=mean_scores.astype(np.float32),
+                    alphas=grid.copy(), alpha_scale=alpha_scale)
+
+
+def _alpha_factors(evals: torch.Tensor, grid: np.ndarray, normalpha: bool,
+                   eps: float) -> tuple[torch.Tensor, list[int], np.ndarray]:
+    """Shrinkage 1/(s^2 + a^2) (p, n_alphas) and which alphas need their own evaluation.
+
+    Alphas whose ``s_max^2 / a^2 <= eps / 2`` scale predictions only (identical correlations);
+    the smallest of them is evaluated for all. Returns (shrink, scored columns,
+    representative) where ``representative[i]`` is the row of the scored set for alpha i.
+    """
+    s_max_sq = float(evals.max()) if evals.numel() else 0.0
+    penalty = torch.from_numpy(grid * (math.sqrt(s_max_sq) if normalpha else 1.0))
+    denom = evals.unsqueeze(1) + penalty.unsqueeze(0) ** 2
+    shrink = torch.where(denom > 0, 1.0 / torch.where(denom > 0, denom, torch.ones_like(denom)), torch.zeros_like(denom))
+    a_sq = penalty.numpy() ** 2
+    saturated = (a_sq > 0) & (s_max_sq <= 0.5 * eps * a_sq) if eps > 0 else np.zeros(len(grid), dtype=bool)
+    scored = [i for i in range(len(grid)) if not saturated[i]]
+    representative = np.empty(len(grid), dtype=np.int64)
+    representative[~saturated] = np.arange(len(scored))
+    if saturated.any():
+        sat = np.flatnonzero(saturated)
+        scored.append(int(sat[np.argmin(a_sq[sat])]))
+        representative[saturated] = len(scored) - 1
+    return shrink, scored, representative
+
+
+def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    ok = denominator > 1e-30
+    return torch.where(ok, numerator / torch.where(ok, denominator, torch.ones_like(denominator)),
+                       torch.zeros_like(numerator))
+
+
+def _target_block(y_np: np.ndarray, rows: Any, cols: slice, dtype: torch.dtype,
+                  dev: torch.device) -> tuple[torch.Tensor, int]:
+    """Rows x columns of Y as a tensor, NaN/inf -> 0; also the number of affected columns."""
+    values = y_np[rows, cols]
+    block = torch.from_numpy(np.ascontiguousarray(values)).to(dev, dtype)
+    finite = torch.isfinite(block)
+    if bool(finite.all()):
+        return block, 0
+    n_bad = int((~finite.all(dim=0)).sum())
+    return torch.where(finite, block, torch.zeros_like(block)), n_bad
+
+
+def _block_size(memory_budget_gb: float, n: int, p: int, n_held: int, n_alphas: int, dtype: torch.dtype) -> int:
+    """Voxels per block so the per-block working set stays within the budget."""
+    try:
+        budget = float(memory_budget_gb) * 1024 ** 3
+    except (TypeError, ValueError):
+        raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.") from None
+    if not budget > 0:
+        raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.")
+    itemsize = 8 if dtype == torch.float64 else 4
+    per_voxel = itemsize * (2 * n_alphas * n_held + 3 * n_held + 3 * p + n) + 8 * n_alphas
+    fixed = itemsize * (n_alphas * n_held * p + n * p) + 8 * 3 * p * p
+    room = max(budget - fixed, per_voxel)
+    return int(max(1, min(MAX_BLOCK_VOXELS, room // per_voxel)))
+
+
+def _check_alphas(alphas: Any) -> np.ndarray:
+    try:
+        grid = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"alphas must be a list of positive numbers; got {alphas!r}.") from None
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+        raise InputError(
+            f"alphas must be a non-empty list of positive, finite numbers (e.g. numpy.logspace(-1, 8, 10)); got {grid.tolist()}."
+        )
+    return grid
+
+
+def _check_folds(folds: Sequence[tuple[Any, Any]], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    checked = []
+    try:
+        items = list(folds)
+    except TypeError:
+        raise InputError("folds must be a list of (train_idx, test_idx) pairs (see folds.make_folds).") from None
+    if not items:
+        raise InputError("folds is empty; give at least one (train_idx, test_idx) pair (see folds.make_folds).")
+    for i, pair in enumerate(items):
+        try:
+            train, test = (np.asarray(part, dtype=np.int64).reshape(-1) for part in pair)
+        except (TypeError, ValueError):
+            raise InputError(f"folds[{i}] must be a pair of integer index arrays (train_idx, test_idx).") from None
+        if len(train) == 0 or len(test) == 0:
+            raise InputError(f"folds[{i}] has {len(train)} training and {len(test)} held-out rows; both must be non-empty.")
+        if min(train.min(), test.min()) < 0 or max(train.max(), test.max()) >= n:
+            raise InputError(f"folds[{i}] indexes rows outside 0..{n - 1}; make the folds for these {n} TRs.")
+        if np.intersect1d(train, test).size:
+            raise InputError(f"folds[{i}] uses some rows for both training and testing; the two sets must be disjoint.")
+        checked.append((train, test))
+    return checked
+
+
+def _device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"Unknown device {device!r}; use 'cpu', 'cuda' or 'mps'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device='mps' was asked for but Apple MPS is not available; use device='cpu'.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"Unsupported device {device!r}; use 'cpu', 'cuda' or 'mps'.")
+    return dev
+
+
+def _as_matrix(values: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a numeric 2-D array; got {type(values).__name__}.") from None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name} must be a numeric 2-D array (rows = TRs); got shape {arr.shape}, dtype {arr.dtype}.")
+    return arr

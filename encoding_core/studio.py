@@ -1,0 +1,178 @@
+"""App-side logic that needs no UI: experiment checklist, trimming preview, demo presets,
+result tables and downloads. The Streamlit pages call these and only draw.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .assembly import Assembly
+from .config import ExperimentConfig, TrimmingConfig
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEMO_PRESETS = ("full", "tiny")
+"""``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers and
+trimming, but three stories (two to train, the test story) and a 2.5 s stride;
+permutations kept (fewer would make FDR significance over 20k vertices unreachable: the
+smallest permutation p-value is 1 / (n_permutations + 1)). A real, smaller run."""
+TINY_STRIDE_S = 2.5
+
+
+@dataclass(frozen=True)
+class ChecklistStep:
+    """One step of the guided experiment: ``page`` is the app page that handles it."""
+
+    title: str
+    done: bool
+    detail: str
+    page: str
+
+
+def copy_assembly(assembly: Assembly) -> Assembly:
+    """A copy whose Story records can be changed (audio paths) without touching ``assembly``.
+
+    Arrays are shared, not copied.
+    """
+    clone = copy.copy(assembly)
+    clone.stories_list = [copy.copy(story) for story in assembly.stories_list]
+    clone.provenance = dict(assembly.provenance)
+    return clone
+
+
+def demo_preset_config(base: ExperimentConfig, preset: Optional[str] = None) -> ExperimentConfig:
+    """The demo's config for a preset (default from ``ENCODING_STUDIO_DEMO_PRESET``, else ``full``).
+
+    ``tiny`` keeps two training stories and the test story and a 2.5 s stride; everything
+    else (model, layers, trimming, permutations) is unchanged.
+    """
+    preset = (preset or os.environ.get("ENCODING_STUDIO_DEMO_PRESET") or "full").strip().lower()
+    if preset not in DEMO_PRESETS:
+        raise ConfigError(f"ENCODING_STUDIO_DEMO_PRESET must be one of {DEMO_PRESETS}, got {preset!r}.")
+    config = copy.deepcopy(base)
+    if preset == "tiny":
+        from .demo import demo_story_names
+
+        names = list(config.assembly.stories) or list(demo_story_names())
+        test = config.assembly.test_story or names[-1]
+        config.assembly.stories = [n for n in names if n != test][:2] + [test]
+        config.assembly.test_story = test
+        config.features.chunk_size = max(config.features.chunk_size, TINY_STRIDE_S)
+        config.name = f"{config.name}-tiny"
+    return config.validate()
+
+
+def sliced_length(n: int, start: Optional[int], end: Optional[int]) -> int:
+    """Length of ``range(n)[start:end]`` (Python slice semantics, bounds in TRs)."""
+    return len(range(n)[slice(start, end)])
+
+
+def trimming_preview(assembly: Assembly, trimming: TrimmingConfig, test_story: Optional[str] = None,
+                     mode: str = "train_test") -> list[dict[str, Any]]:
+    """Per-story lengths after trimming: features (one row per TR time) vs targets (stored TRs).
+
+    Features are downsampled to the story's TR times (``len(tr_times)`` rows) and then
+    sliced with the train or test feature bounds; targets are the stored ``n_trs`` rows
+    sliced with the target bounds. In ``cv`` mode every story uses the train bounds.
+    Returns dicts: story, role, features, targets, match.
+    """
+    test = test_story or assembly.effective_test_story()
+    rows = []
+    for story in assembly.stories_list:
+        role = "test" if (mode == "train_test" and story.name == test) else "train"
+        if role == "test":
+            f = sliced_length(story.tr_times.size, trimming.test_features_start, trimming.test_features_end)
+            t = sliced_length(story.n_trs, trimming.test_targets_start, trimming.test_targets_end)
+        else:
+            f = sliced_length(story.tr_times.size, trimming.train_features_start, trimming.train_features_end)
+            t = sliced_length(story.n_trs, trimming.train_targets_start, trimming.train_targets_end)
+        rows.append({"story": story.name, "role": role, "features": f, "targets": t, "match": f == t and f > 0})
+    return rows
+
+
+def experiment_checklist(config: ExperimentConfig, assembly: Optional[Assembly],
+                         audio_found: Optional[int], runs: Sequence[Any]) -> list[ChecklistStep]:
+    """The steps of an experiment with done/to-do state, for the Home page.
+
+    audio_found: stories with a usable audio file (None when unknown). runs: RunInfo list.
+    """
+    n_stories = len(assembly.stories) if assembly is not None else 0
+    steps = [
+        ChecklistStep("Load an assembly", assembly is not None,
+                      f"{n_stories} stories, {assembly.n_voxels} voxels" if assembly is not None else "nothing loaded",
+                      "Assembly"),
+        ChecklistStep("Map the audio", assembly is not None and audio_found == n_stories and n_stories > 0,
+                      f"{audio_found or 0} of {n_stories} stories have audio", "Audio"),
+        ChecklistStep("Choose a model and layers", bool(config.features.model_name),
+                      f"{config.features.model_name}, layers {config.layers}", "Model & layer"),
+    ]
+    mismatched: list[str] = []
+    if assembly is not None:
+        rows = trimming_preview(assembly, config.alignment.trimming, config.assembly.test_story or None,
+                                config.ridge.mode)
+        mismatched = [r["story"] for r in rows if not r["match"]]
+    steps.append(ChecklistStep(
+        "Set up trimming, delays and ridge", assembly is not None and not mismatched,
+        f"length mismatch in {mismatched}" if mismatched else "lengths line up" if assembly is not None else "-",
+        "Setup"))
+    complete = [r for r in runs if getattr(r, "status", "") == "complete"]
+    steps.append(ChecklistStep("Train", bool(complete), f"{len(complete)} finished run(s)", "Train"))
+    steps.append(ChecklistStep("Look at the results", bool(complete), "brain maps and layer profile", "Results"))
+    return steps
+
+
+def format_seconds(seconds: Optional[float]) -> str:
+    """Human duration: ``"-"`` for None, ``"42 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``."""
+    if seconds is None or not np.isfinite(seconds):
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def layer_profile(metrics_by_layer: Mapping[int, Mapping[str, Any]]) -> dict[str, list]:
+    """Columns for a layer profile from each layer's metrics: layers, median_r, n_significant."""
+    layers = sorted(int(k) for k in metrics_by_layer)
+    return {
+        "layers": layers,
+        "median_r": [float(metrics_by_layer[k].get("median_score", np.nan)) for k in layers],
+        "n_significant": [int(metrics_by_layer[k].get("n_significant", 0)) for k in layers],
+    }
+
+
+def per_voxel_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The 1-D per-voxel arrays of a layer (same length as ``correlations``), in a stable order."""
+    n = np.asarray(arrays["correlations"]).shape[0]
+    return {k: np.asarray(v) for k, v in sorted(arrays.items())
+            if np.asarray(v).ndim == 1 and np.asarray(v).shape[0] == n}
+
+
+def per_voxel_csv(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """CSV bytes: a ``voxel`` index column then one column per per-voxel array."""
+    columns = per_voxel_columns(arrays)
+    n = next(iter(columns.values())).shape[0]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["voxel", *columns])
+    table = np.column_stack([np.arange(n)] + [c.astype(np.float64) for c in columns.values()])
+    fmt = ["%d"] + ["%.7g"] * len(columns)
+    np.savetxt(buffer, table, delimiter=",", fmt=fmt)
+    return buffer.getvalue().encode("utf-8")
+
+
+def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Compressed NPZ bytes of the per-voxel arrays (no pickles)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()

@@ -1,0 +1,396 @@
+"""Figures for the app and for reports (plotly, nilearn, matplotlib; no streamlit).
+
+Surface maps are fsaverage5 per-vertex arrays of shape ``(20484,)`` (left hemisphere
+then right). The fsaverage5 meshes ship with nilearn and are loaded once per process.
+Every function returns a plotly ``Figure`` or PNG ``bytes``; none touches a UI.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import logging
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+N_VERTICES_FSAVERAGE5 = 10242
+HEMISPHERES = ("left", "right")
+VIEWS = ("lateral", "medial", "ventral")
+FOUR_VIEWS = (("left", "lateral"), ("right", "lateral"), ("left", "medial"), ("right", "medial"))
+
+
+# --------------------------------------------------------------------------- meshes
+@functools.lru_cache(maxsize=4)
+def fsaverage_mesh(mesh_type: str = "inflated"):
+    """The fsaverage5 ``PolyMesh`` (parts ``left``/``right``), loaded once (offline)."""
+    from nilearn import datasets
+
+    return datasets.load_fsaverage("fsaverage5")[mesh_type]
+
+
+@functools.lru_cache(maxsize=2)
+def fsaverage_sulcal_depth(mesh_type: str = "inflated") -> dict[str, np.ndarray]:
+    """Sulcal depth per hemisphere, ``{"left": (10242,), "right": (10242,)}``, for shading."""
+    from nilearn import datasets
+
+    image = datasets.load_fsaverage_data("fsaverage5", mesh_type=mesh_type, data_type="sulcal")
+    return {h: np.asarray(image.data.parts[h], dtype=np.float64).ravel() for h in HEMISPHERES}
+
+
+@functools.lru_cache(maxsize=2)
+def _mesh_edges(hemi: str) -> np.ndarray:
+    """Unique undirected edges ``(n_edges, 2)`` of one hemisphere's triangles."""
+    faces = np.asarray(fsaverage_mesh("inflated").parts[hemi].faces, dtype=np.int64)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    return np.unique(np.sort(edges, axis=1), axis=0)
+
+
+def split_hemispheres(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Split a ``(20484,)`` fsaverage5 map into ``{"left": (10242,), "right": (10242,)}``."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size != 2 * N_VERTICES_FSAVERAGE5:
+        raise InputError(
+            f"A surface map needs {2 * N_VERTICES_FSAVERAGE5} values (fsaverage5, left then right), "
+            f"got {values.size}; pass a map from an fsaverage5 run."
+        )
+    return {"left": values[:N_VERTICES_FSAVERAGE5], "right": values[N_VERTICES_FSAVERAGE5:]}
+
+
+def region_boundary(mask: np.ndarray, hemi: str) -> np.ndarray:
+    """Indices of vertices of ``mask`` (one hemisphere, (10242,) bool) that touch a vertex outside it."""
+    mask = np.asarray(mask, dtype=bool).ravel()
+    edges = _mesh_edges(hemi)
+    inside = mask[edges]
+    crossing = edges[inside[:, 0] != inside[:, 1]]
+    touched = np.zeros(mask.size, dtype=bool)
+    touched[crossing.ravel()] = True
+    return np.flatnonzero(touched & mask)
+
+
+def thresholded_map(values: np.ndarray, significant_mask: Optional[np.ndarray] = None,
+                    min_value: Optional[float] = None) -> np.ndarray:
+    """Copy of ``values`` with NaN where not significant or below ``min_value`` (shape kept)."""
+    out = np.asarray(values, dtype=np.float64).copy()
+    if significant_mask is not None:
+        out[~np.asarray(significant_mask, dtype=bool)] = np.nan
+    if min_value is not None:
+        out[~(out >= min_value)] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------- surface figures
+def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral",
+                   vmax: Optional[float] = None, cmap: str = "RdBu_r", title: str = "",
+                   regions: Optional[dict[str, np.ndarray]] = None, symmetric: bool = True):
+    """Interactive plotly brain map of one hemisphere of an fsaverage5 map.
+
+    values: ``(20484,)``; NaN vertices are left uncoloured (only the sulcal background
+    shows). regions: optional name -> ``(20484,)`` bool masks drawn as black outlines
+    (e.g. the demo's planted regions). Returns a plotly ``Figure``.
+    """
+    from nilearn import plotting
+    import plotly.graph_objects as go
+
+    if hemi not in HEMISPHERES:
+        raise InputError(f"hemi must be 'left' or 'right', got {hemi!r}.")
+    if view not in VIEWS:
+        raise InputError(f"view must be one of {VIEWS}, got {view!r}.")
+    parts = split_hemispheres(values)
+    data = parts[hemi]
+    finite = np.isfinite(data)
+    if vmax is None:
+        vmax = float(np.nanmax(np.abs(data))) if finite.any() else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+    # nilearn thresholds |value| < threshold; NaN becomes 0 and is hidden by a tiny threshold.
+    shown = np.where(finite, data, 0.0)
+    threshold = 1e-12 if not finite.all() or np.any(shown == 0) else None
+    mesh = fsaverage_mesh("inflated").parts[hemi]
+    display = plotting.plot_surf_stat_map(
+        mesh, shown, bg_map=fsaverage_sulcal_depth("inflated")[hemi], hemi=hemi, view=view,
+        engine="plotly", cmap=cmap, threshold=threshold, vmax=vmax,
+        vmin=-vmax if symmetric else 0.0, symmetric_cbar=symmetric, title=title or None,
+    )
+    figure = display.figure
+    if regions:
+        coords = np.asarray(mesh.coordinates)
+        for name, mask in regions.items():
+            edge = region_boundary(split_hemispheres(mask)[hemi] > 0, hemi)
+            if edge.size == 0:
+                continue
+            figure.add_trace(go.Scatter3d(
+                x=coords[edge, 0], y=coords[edge, 1], z=coords[edge, 2], mode="markers",
+                marker={"size": 2, "color": "black"}, name=f"planted: {name}", showlegend=True,
+            ))
+    figure.update_layout(height=420, margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0})
+    return figure
+
+
+def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str = "",
+                  cmap: str = "RdBu_r", regions: Optional[dict[str, np.ndarray]] = None,
+                  dpi: int = 100) -> bytes:
+    """A static PNG (bytes) of an fsaverage5 map: left/right lateral and medial views.
+
+    NaN vertices show only the sulcal background. regions: name -> ``(20484,)`` bool masks
+    drawn as contours.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    parts = split_hemispheres(values)
+    finite_all = np.concatenate([parts[h][np.isfinite(parts[h])] for h in HEMISPHERES])
+    if vmax is None:
+        vmax = float(np.abs(finite_all).max()) if finite_all.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+    fig, axes = plt.subplots(1, 4, subplot_kw={"projection": "3d"}, figsize=(13, 3.6))
+    try:
+        for ax, (hemi, view) in zip(axes, FOUR_VIEWS):
+            mesh = fsaverage_mesh("inflated").parts[hemi]
+            data = parts[hemi]
+            shown = np.where(np.isfinite(data), data, 0.0)
+            plotting.plot_surf_stat_map(
+                mesh, shown, bg_map=fsaverage_sulcal_depth("inflated")[hemi], hemi=hemi, view=view,
+                axes=ax, figure=fig, colorbar=(hemi, view) == FOUR_VIEWS[-1], cmap=cmap,
+                threshold=1e-12, vmax=vmax, vmin=-vmax, symmetric_cbar=True,
+            )
+            ax.set_title(f"{hemi} {view}", fontsize=9)
+            for name, mask in (regions or {}).items():
+                roi = split_hemispheres(mask)[hemi] > 0
+                if roi.any():
+                    plotting.plot_surf_contours(mesh, roi.astype(int), hemi=hemi, levels=[1], colors=["k"],
+                                                axes=ax, figure=fig)
+        if title:
+            fig.suptitle(title, fontsize=11)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def glass_brain_png(values: np.ndarray, mask: np.ndarray, affine: np.ndarray, threshold: float = 0.0,
+                    title: str = "") -> bytes:
+    """Glass-brain PNG (bytes) of a volume map: values ``(n_voxels,)`` in the True voxels of
+    ``mask`` (3-D bool, C order), ``affine`` 4x4 voxel-to-mm."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import nibabel
+    from nilearn import plotting
+
+    mask = np.asarray(mask, dtype=bool)
+    values = np.asarray(values, dtype=np.float32).ravel()
+    if values.size != int(mask.sum()):
+        raise InputError(f"The map has {values.size} values but the mask has {int(mask.sum())} voxels.")
+    volume = np.zeros(mask.shape, dtype=np.float32)
+    volume[mask] = np.nan_to_num(values)
+    image = nibabel.Nifti1Image(volume, np.asarray(affine, dtype=np.float64))
+    fig = plt.figure(figsize=(10, 3.5))
+    try:
+        plotting.plot_glass_brain(image, figure=fig, threshold=threshold, colorbar=True, plot_abs=False,
+                                  cmap="RdBu_r", symmetric_cbar=True, title=title or None)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+# --------------------------------------------------------------------------- summaries
+def correlation_histogram(correlations: np.ndarray, significant_mask: Optional[np.ndarray] = None,
+                          n_bins: int = 60, title: str = "Per-voxel test correlation"):
+    """Histogram (plotly) of per-voxel r ``(n_voxels,)``, significant voxels stacked in colour."""
+    import plotly.graph_objects as go
+
+    r = np.asarray(correlations, dtype=np.float64).ravel()
+    finite = np.isfinite(r)
+    edges = np.linspace(np.nanmin(r[finite]) if finite.any() else -1, np.nanmax(r[finite]) if finite.any() else 1,
+                        n_bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure()
+    if significant_mask is not None:
+        sig = np.asarray(significant_mask, dtype=bool).ravel() & finite
+        fig.add_bar(x=centers, y=np.histogram(r[finite & ~sig], edges)[0], name="not significant",
+                    marker_color="#9aa5b1")
+        fig.add_bar(x=centers, y=np.histogram(r[sig], edges)[0], name="FDR-significant", marker_color="#d6604d")
+    else:
+        fig.add_bar(x=centers, y=np.histogram(r[finite], edges)[0], name="voxels", marker_color="#4393c3")
+    fig.update_layout(barmode="stack", bargap=0, title=title, xaxis_title="r (test set)",
+                      yaxis_title="voxels", height=320, margin={"t": 40, "b": 40})
+    return fig
+
+
+def layer_profile_figure(layers: Sequence[int], median_r: Sequence[float], n_significant: Sequence[int],
+                         selected: Optional[int] = None):
+    """Layer profile (plotly): median r (line, left axis) and significant voxels (bars, right axis)."""
+    import plotly.graph_objects as go
+
+    layers = [int(x) for x in layers]
+    fig = go.Figure()
+    fig.add_bar(x=layers, y=list(n_significant), name="significant voxels", yaxis="y2",
+                marker_color=["#d6604d" if layer == selected else "#f4a582" for layer in layers], opacity=0.6)
+    fig.add_scatter(x=layers, y=list(median_r), mode="lines+markers", name="median r", marker_color="#2166ac")
+    fig.update_layout(
+        title="Layer profile", xaxis={"title": "encoder layer (0-based)", "tickmode": "array", "tickvals": layers},
+        yaxis={"title": "median r"}, yaxis2={"title": "significant voxels", "overlaying": "y", "side": "right"},
+        height=320, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def tsnr(brain_data: Sequence[np.ndarray]) -> np.ndarray:
+    """Temporal SNR per voxel: mean / std over all TRs of all stories, ``(n_voxels,)``.
+
+    brain_data: list of ``(n_trs, n_voxels)`` arrays. Voxels with zero std get NaN.
+    """
+    n = sum(int(b.shape[0]) for b in brain_data)
+    total = sum(np.asarray(b, dtype=np.float64).sum(axis=0) for b in brain_data)
+    mean = total / n
+    sq = sum(((np.asarray(b, dtype=np.float64) - mean) ** 2).sum(axis=0) for b in brain_data)
+    std = np.sqrt(sq / max(n - 1, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(std > 0, mean / std, np.nan)
+
+
+def story_timecourse_figure(names: Sequence[str], brain_data: Sequence[np.ndarray], tr: float):
+    """Per-story mean time course (mean over voxels per TR) against time in seconds (plotly)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, data in zip(names, brain_data):
+        mean = np.asarray(data, dtype=np.float64).mean(axis=1)
+        fig.add_scatter(x=np.arange(mean.size) * tr, y=mean, mode="lines", name=name)
+    fig.update_layout(title="Mean response per story", xaxis_title="time (s, from first stored TR)",
+                      yaxis_title="mean over voxels", height=320, margin={"t": 40, "b": 40})
+    return fig
+
+
+# --------------------------------------------------------------------------- audio
+def _word_and_tr_marks(fig, word_onsets, words, tr_times, duration_s: float, max_words: int) -> None:
+    onsets = np.asarray(word_onsets if word_onsets is not None else [], dtype=np.float64)
+    if onsets.size:
+        keep = np.linspace(0, onsets.size - 1, min(onsets.size, max_words)).astype(int)
+        keep = np.unique(keep)
+        fig.add_scatter(x=onsets[keep], y=np.zeros(keep.size), mode="markers+text", yaxis="y2",
+                        text=[words[i] for i in keep] if words is not None else None, textposition="top center",
+                        marker={"symbol": "line-ns-open", "size": 12, "color": "#b2182b"}, name="word onsets",
+                        textfont={"size": 9})
+    ticks = np.asarray(tr_times if tr_times is not None else [], dtype=np.float64)
+    ticks = ticks[(ticks >= 0) & (ticks <= duration_s)]
+    if ticks.size:
+        fig.add_scatter(x=ticks, y=np.full(ticks.size, -0.5), mode="markers", yaxis="y2",
+                        marker={"symbol": "line-ns-open", "size": 8, "color": "#2166ac"}, name="TR times")
+    fig.update_layout(yaxis2={"overlaying": "y", "range": [-1, 1], "visible": False})
+
+
+def waveform_figure(audio: np.ndarray, sample_rate: int, word_onsets=None, words=None, tr_times=None,
+                    max_points: int = 4000, max_words: int = 150):
+    """Waveform envelope (plotly) of mono ``audio`` (samples) with word onsets and TR ticks (seconds).
+
+    The signal is reduced to min/max per block so the figure stays small for long stories.
+    """
+    import plotly.graph_objects as go
+
+    audio = np.asarray(audio, dtype=np.float32).ravel()
+    if audio.size == 0:
+        raise InputError("The audio is empty; check the file.")
+    duration = audio.size / float(sample_rate)
+    block = max(1, int(np.ceil(audio.size / max_points)))
+    padded = np.pad(audio, (0, (-audio.size) % block), mode="edge").reshape(-1, block)
+    times = (np.arange(padded.shape[0]) + 0.5) * block / sample_rate
+    fig = go.Figure()
+    fig.add_scatter(x=np.concatenate([times, times[::-1]]),
+                    y=np.concatenate([padded.max(axis=1), padded.min(axis=1)[::-1]]),
+                    fill="toself", mode="lines", line={"width": 0.5, "color": "#4d4d4d"}, name="waveform")
+    _word_and_tr_marks(fig, word_onsets, words, tr_times, duration, max_words)
+    fig.update_layout(xaxis_title="time (s from sound onset)", yaxis_title="amplitude", height=300,
+                      margin={"t": 20, "b": 40}, legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
+def spectrogram_figure(audio: np.ndarray, sample_rate: int, word_onsets=None, words=None, tr_times=None,
+                       n_mels: int = 64, hop_s: float = 0.02, max_frames: int = 3000, max_words: int = 150):
+    """Log-mel spectrogram heatmap (plotly, dB) with word onsets and TR ticks (seconds)."""
+    import librosa
+    import plotly.graph_objects as go
+
+    audio = np.asarray(audio, dtype=np.float32).ravel()
+    if audio.size == 0:
+        raise InputError("The audio is empty; check the file.")
+    duration = audio.size / float(sample_rate)
+    hop = max(int(hop_s * sample_rate), int(np.ceil(audio.size / max_frames)))
+    mel = librosa.feature.melspectrogram(y=audio, sr=sample_rate, n_mels=n_mels, hop_length=hop,
+                                         n_fft=max(512, 2 ** int(np.ceil(np.log2(hop)))))
+    db = librosa.power_to_db(mel, ref=np.max)
+    times = np.arange(db.shape[1]) * hop / sample_rate
+    fig = go.Figure()
+    fig.add_heatmap(z=db, x=times, y=np.arange(n_mels), colorscale="Viridis", colorbar={"title": "dB"},
+                    name="log-mel")
+    _word_and_tr_marks(fig, word_onsets, words, tr_times, duration, max_words)
+    fig.update_layout(xaxis_title="time (s from sound onset)", yaxis_title="mel band", height=320,
+                      margin={"t": 20, "b": 40}, legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
+# --------------------------------------------------------------------------- settings pictures
+def window_diagram(chunk_size: float, context_size: float, include_early: bool = True, n_windows: int = 6,
+                   start_s: Optional[float] = None):
+    """Diagram (plotly) of consecutive analysis windows: each bar spans [end - context, end] seconds.
+
+    chunk_size: stride between window ends (s); context_size: window length (s). Shows
+    ``n_windows`` windows from ``start_s`` (default: the first full window, or 0 with early windows).
+    """
+    import plotly.graph_objects as go
+
+    if chunk_size <= 0 or context_size <= 0:
+        raise InputError("stride and context must be > 0 seconds.")
+    first_end = chunk_size if include_early else context_size
+    if start_s is not None:
+        first_end = max(first_end, start_s)
+    ends = first_end + chunk_size * np.arange(n_windows)
+    starts = np.maximum(ends - context_size, 0.0)
+    fig = go.Figure()
+    fig.add_bar(y=[f"window {i + 1}" for i in range(n_windows)], x=ends - starts, base=starts, orientation="h",
+                marker_color="#92c5de", name="context (audio the model sees)")
+    fig.add_scatter(x=ends, y=[f"window {i + 1}" for i in range(n_windows)], mode="markers",
+                    marker={"color": "#b2182b", "size": 9, "symbol": "line-ns-open"},
+                    name="feature time (window end)")
+    fig.update_layout(xaxis_title="time (s)", height=60 + 28 * n_windows, margin={"t": 10, "b": 40},
+                      yaxis={"autorange": "reversed"}, legend={"orientation": "h", "y": -0.35}, showlegend=True)
+    return fig
+
+
+def kernel_figure(t: np.ndarray, weights: np.ndarray, method: str, tr: float):
+    """Downsampling kernel (plotly): weight given to a feature at time offset t (s) from a TR."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_scatter(x=np.asarray(t), y=np.asarray(weights), mode="lines", line={"shape": "linear"}, name=method)
+    fig.add_vline(x=0, line_dash="dot", line_color="gray")
+    fig.update_layout(title=f"{method} kernel (TR = {tr:g} s)", xaxis_title="feature time minus TR time (s)",
+                      yaxis_title="weight", height=260, margin={"t": 40, "b": 40})
+    return fig
+
+
+def length_preview_figure(rows: Sequence[dict]):
+    """Grouped bars (plotly) of features vs targets TRs per story after trimming; mismatches red.
+
+    rows: dicts with ``story``, ``features``, ``targets`` (TR counts) and ``match`` (bool).
+    """
+    import plotly.graph_objects as go
+
+    stories = [r["story"] for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=stories, y=[r["features"] for r in rows], name="features (TRs)",
+                marker_color=["#4393c3" if r["match"] else "#d7301f" for r in rows])
+    fig.add_bar(x=stories, y=[r["targets"] for r in rows], name="targets (TRs)",
+                marker_color=["#92c5de" if r["match"] else "#fc8d59" for r in rows])
+    fig.update_layout(barmode="group", height=280, margin={"t": 20, "b": 40}, yaxis_title="TRs after trimming")
+    return fig

@@ -1,0 +1,227 @@
+"""Streamlit glue shared by the pages: session state, cached loads, error display, badges.
+
+No science here: pages call ``encoding_core`` and draw. State that must survive page
+switches lives under non-widget keys; jobs and runs live on disk (JobManager, RunStore).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import streamlit as st
+
+from encoding_core.config import ExperimentConfig
+from encoding_core.errors import EncodingCoreError
+from encoding_core.paths import StudioDirs, resolve_user_path, studio_dirs
+from encoding_core.studio import copy_assembly
+
+logger = logging.getLogger("encoding_studio")
+
+CONFIG_KEY = "experiment_config"
+ASSEMBLY_KEY = "assembly_source"  # (path, subject, stories) of the loaded assembly
+AUDIO_MATCHES_KEY = "audio_matches"
+JOB_KEY = "selected_job"
+RUN_KEY = "selected_run"
+
+PAGES = {
+    "Home": "pages/home.py",
+    "Assembly": "pages/assembly.py",
+    "Audio": "pages/audio.py",
+    "Model & layer": "pages/model.py",
+    "Setup": "pages/setup.py",
+    "Train": "pages/train.py",
+    "Results": "pages/results.py",
+}
+
+
+# --------------------------------------------------------------------------- folders and state
+def dirs() -> StudioDirs:
+    """The app's folders (results, cache, jobs, uploads) from ENCODING_STUDIO_* variables."""
+    return studio_dirs()
+
+
+def default_config() -> ExperimentConfig:
+    d = dirs()
+    return ExperimentConfig(results_dir=str(d.results), cache_dir=str(d.cache))
+
+
+def config() -> ExperimentConfig:
+    """The session's one ExperimentConfig (created on first use)."""
+    if CONFIG_KEY not in st.session_state:
+        st.session_state[CONFIG_KEY] = default_config()
+    return st.session_state[CONFIG_KEY]
+
+
+def set_config(new_config: ExperimentConfig) -> None:
+    st.session_state[CONFIG_KEY] = new_config
+
+
+@contextlib.contextmanager
+def user_errors(action: str) -> Iterator[None]:
+    """Show core errors as a short ``st.error``; log anything unexpected (never a traceback)."""
+    try:
+        yield
+    except EncodingCoreError as exc:
+        logger.info("%s failed: %s", action, exc)
+        st.error(f"{action} failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - last line of defence for the UI
+        logger.exception("%s failed unexpectedly", action)
+        st.error(f"{action} failed unexpectedly ({exc.__class__.__name__}: {exc}). "
+                 f"The details are in the app's log.")
+
+
+def user_path(text: str, what: str, must_exist: bool = True) -> Optional[Path]:
+    """Resolve a typed path through the allowed data roots; show the error and return None."""
+    try:
+        return resolve_user_path(text, must_exist=must_exist)
+    except EncodingCoreError as exc:
+        st.error(f"{what}: {exc}")
+        return None
+
+
+# --------------------------------------------------------------------------- core services
+@st.cache_resource(show_spinner=False)
+def job_manager(jobs_dir: str, results_dir: str, cache_dir: str):
+    """One JobManager per folder set (shared by sessions; jobs themselves live on disk)."""
+    from encoding_core.jobs import JobManager
+
+    return JobManager(jobs_dir)
+
+
+def jobs():
+    d = dirs()
+    return job_manager(str(d.jobs), str(d.results), str(d.cache))
+
+
+def run_store():
+    from encoding_core.runstore import RunStore
+
+    return RunStore(config().results_dir or dirs().results)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load_assembly_cached(path: str, mtime: float, subject: str, stories: tuple[str, ...], cache_dir: str):
+    """Load an assembly once per (path, mtime, subject, stories); LeBel reads only the chosen stories."""
+    from encoding_core import assembly_io
+
+    options: dict[str, Any] = {}
+    if subject:
+        options["subject"] = subject
+    if path == "demo":
+        options["cache_dir"] = cache_dir
+    elif stories and Path(path).is_dir():
+        options["stories"] = list(stories)
+    loaded = assembly_io.load_assembly(path, **options)
+    if stories and list(stories) != loaded.stories:
+        loaded = loaded.subset(list(stories))
+    return loaded
+
+
+def load_assembly_into_session(path: str, subject: str = "", stories: tuple[str, ...] = ()) -> Any:
+    """Load (or reuse) an assembly and make it the session's; updates the config's source.
+
+    Raises EncodingCoreError on bad input (callers wrap with :func:`user_errors`).
+    """
+    assembly = _load_assembly_cached(path, _mtime(path), subject, tuple(stories), str(dirs().cache))
+    st.session_state[ASSEMBLY_KEY] = (path, subject, tuple(stories))
+    st.session_state.pop(AUDIO_MATCHES_KEY, None)
+    cfg = config()
+    if cfg.assembly.path != path or cfg.assembly.subject != subject:
+        cfg.assembly.audio_overrides = {}
+    cfg.assembly.path, cfg.assembly.subject, cfg.assembly.stories = path, subject, list(stories)
+    if cfg.assembly.test_story not in assembly.stories:
+        cfg.assembly.test_story = assembly.effective_test_story()
+    return assembly
+
+
+def base_assembly():
+    """The loaded assembly as stored in the cache (do not modify), or None."""
+    source = st.session_state.get(ASSEMBLY_KEY)
+    if source is None:
+        return None
+    path, subject, stories = source
+    try:
+        return _load_assembly_cached(path, _mtime(path), subject, stories, str(dirs().cache))
+    except EncodingCoreError as exc:
+        st.error(f"The assembly {path} can no longer be loaded: {exc}")
+        st.session_state.pop(ASSEMBLY_KEY, None)
+        return None
+
+
+def assembly():
+    """The session's assembly with its audio mapping and test story applied, or None."""
+    base = base_assembly()
+    if base is None:
+        return None
+    current = copy_assembly(base)
+    matches = st.session_state.get(AUDIO_MATCHES_KEY)
+    if matches:
+        from encoding_core.audio import apply_audio_map
+
+        apply_audio_map(current, matches)
+    test = config().assembly.test_story
+    if test in current.stories:
+        current.test_story = test
+    return current
+
+
+def audio_matches():
+    return st.session_state.get(AUDIO_MATCHES_KEY)
+
+
+def set_audio_matches(matches) -> None:
+    st.session_state[AUDIO_MATCHES_KEY] = list(matches)
+
+
+def stories_with_audio(current) -> int:
+    """Stories whose audio path is set and exists on disk."""
+    return sum(1 for p in current.get_audio_path() if p and Path(p).is_file())
+
+
+# --------------------------------------------------------------------------- badges
+def simulated_banner(what: str = "data") -> None:
+    """The visible SIMULATED badge for any page that shows simulated data."""
+    st.warning(f"**SIMULATED DATA** – this {what} was generated by the demo simulator, not recorded "
+               f"from a brain. Use it to learn the app; do not interpret it as a scientific finding.",
+               icon="🧪")
+
+
+def require_assembly() -> Any:
+    """The assembly, or draw an empty-state hint with a link to the Assembly page and return None."""
+    current = assembly()
+    if current is None:
+        st.info("No assembly is loaded yet. Load one (or the demo) first.")
+        st.page_link(PAGES["Assembly"], label="Go to Assembly", icon="📂")
+        return None
+    if current.simulated:
+        simulated_banner("assembly")
+    return current
+
+
+def sidebar_state() -> None:
+    """Sidebar: the current experiment (assembly, audio, model, job) and the SIMULATED badge."""
+    cfg = config()
+    current = assembly()
+    with st.sidebar:
+        st.markdown("### Current experiment")
+        if current is None:
+            st.caption("No assembly loaded.")
+        else:
+            if current.simulated:
+                st.error("SIMULATED DATA", icon="🧪")
+            st.caption(f"**{current.subject}** · {len(current.stories)} stories · {current.n_voxels} voxels · "
+                       f"TR {current.tr:g} s · {current.space.describe()}")
+            st.caption(f"Audio: {stories_with_audio(current)}/{len(current.stories)} stories")
+        st.caption(f"Model: `{cfg.features.model_name}` · layers: {cfg.layers}")
+        job_id = st.session_state.get(JOB_KEY)
+        if job_id:
+            st.caption(f"Job: `{job_id}`")

@@ -1,0 +1,114 @@
+"""Assembly: pick a source (demo, .h5, reference .pkl, LeBel folder, upload); summary and checks."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from encoding_core import viz
+from encoding_core.paths import check_upload_size, load_settings, safe_upload_name
+from encoding_core.storage import atomic_write_bytes
+from pages import _common as common
+
+st.title("Assembly")
+st.caption("An assembly is one subject's fMRI responses to a set of stories, with TR times and transcripts.")
+
+cfg = common.config()
+SOURCES = ["Demo (simulated)", "Native .h5 file", "Reference .pkl (safe import)", "LeBel (ds003020) folder",
+           "Upload .h5 / .pkl"]
+source = st.radio("Source", SOURCES, horizontal=True, key="assembly_source_kind")
+
+
+def _load(path: str, subject: str = "", stories: tuple[str, ...] = ()) -> None:
+    with common.user_errors(f"Loading {path}"), st.spinner(f"Loading {path} ..."):
+        loaded = common.load_assembly_into_session(path, subject, stories)
+        st.success(f"Loaded {len(loaded.stories)} stories from {path}.")
+
+
+if source == SOURCES[0]:
+    if st.button("Load the demo assembly", key="load_demo"):
+        _load("demo")
+elif source in (SOURCES[1], SOURCES[2]):
+    suffix = ".h5" if source == SOURCES[1] else ".pkl"
+    text = st.text_input(f"Path of the {suffix} file", key=f"assembly_path{suffix}",
+                         placeholder=f"/data/assembly{suffix}")
+    if st.button("Load", key=f"load{suffix}") and text:
+        path = common.user_path(text, "Assembly file")
+        if path is not None:
+            if path.suffix.lower() not in (".h5", ".hdf5", ".pkl", ".pickle"):
+                st.error(f"{path.name} is not an .h5 or .pkl file; pick an assembly file.")
+            else:
+                _load(str(path))
+elif source == SOURCES[3]:
+    from encoding_core import lebel
+
+    root_text = st.text_input("LeBel dataset folder (contains derivative/ and stimuli/)", key="lebel_root",
+                              placeholder="/data/ds003020")
+    if root_text:
+        root = common.user_path(root_text, "LeBel folder")
+        if root is not None:
+            with common.user_errors("Reading the LeBel folder"):
+                subjects = lebel.list_lebel_subjects(root)
+                subject = st.selectbox("Subject", subjects, key="lebel_subject")
+                if subject:
+                    stories = lebel.list_lebel_stories(root, subject)
+                    chosen = st.multiselect("Stories (the last one is the test story by default)", stories,
+                                            default=stories, key="lebel_stories")
+                    if st.button("Load", key="load_lebel") and chosen:
+                        _load(str(root), subject, tuple(chosen))
+else:
+    settings = load_settings()
+    upload = st.file_uploader(f"Assembly file (.h5 or .pkl, at most {settings.max_upload_mb:g} MB)",
+                              type=["h5", "hdf5", "pkl", "pickle"], key="assembly_upload")
+    if upload is not None:
+        with common.user_errors("Saving the upload"):
+            check_upload_size(upload.name, upload.size, settings.max_upload_mb)
+            name = safe_upload_name(upload.name, [".h5", ".hdf5", ".pkl", ".pickle"])
+            target = common.dirs().uploads / name
+            atomic_write_bytes(target, upload.getvalue())
+            _load(str(target))
+
+current = common.require_assembly()
+if current is None:
+    st.stop()
+
+st.subheader("Summary")
+durations = [s.tr_times[-1] - s.tr_times[0] + current.tr for s in current.stories_list]
+cols = st.columns(5)
+cols[0].metric("Stories", len(current.stories))
+cols[1].metric("TRs", sum(s.n_trs for s in current.stories_list))
+cols[2].metric("Voxels", current.n_voxels)
+cols[3].metric("Span", f"{sum(durations) / 60:.1f} min")
+cols[4].metric("TR", f"{current.tr:g} s")
+st.caption(f"Subject **{current.subject}** · space: {current.space.describe()}")
+st.dataframe(current.summary_rows(), hide_index=True)
+
+test_story = st.selectbox("Test story (held out in train/test mode)", current.stories,
+                          index=current.stories.index(current.effective_test_story()), key="test_story_pick")
+cfg.assembly.test_story = test_story
+
+if current.provenance.get("format") == "reference-pickle" or str(cfg.assembly.path).endswith((".pkl", ".pickle")):
+    st.info("This assembly came from a reference pickle. Save it as .h5 for fast, safe loading next time.")
+    out = st.text_input("Save as (.h5 path)", value=str(cfg.assembly.path).rsplit(".", 1)[0] + ".h5",
+                        key="save_as_h5")
+    if st.button("Save as .h5", key="save_h5"):
+        target = common.user_path(out, "Save as", must_exist=False)
+        if target is not None:
+            from encoding_core.assembly_io import save_assembly
+
+            with common.user_errors("Saving the assembly"), st.spinner("Writing HDF5 ..."):
+                save_assembly(current, target)
+                st.success(f"Saved {target}.")
+
+st.subheader("Mean response per story")
+st.plotly_chart(viz.story_timecourse_figure(current.stories, current.get_brain_data(), current.tr),
+                key="timecourse")
+
+st.subheader("Temporal SNR (mean / std per voxel)")
+snr = viz.tsnr(current.get_brain_data())
+if current.space.kind == "surface" and current.space.name == "fsaverage5":
+    hemi = st.radio("Hemisphere", ["left", "right"], horizontal=True, key="tsnr_hemi")
+    st.plotly_chart(viz.surface_figure(snr, hemi=hemi, view="lateral", cmap="viridis", symmetric=False,
+                                       title="temporal SNR"), key="tsnr_map")
+else:
+    st.caption(f"The surface map is drawn for fsaverage5 only ({current.space.describe()}); "
+               f"median tSNR {float(np.nanmedian(snr)):.2f}.")

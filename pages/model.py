@@ -1,0 +1,141 @@
+"""Model & layer: speech model, layers, pooling, windows, device/precision, cache and cost."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import streamlit as st
+
+from encoding_core import viz
+from encoding_core.config import DEFAULT_MODEL, POOL_METHODS, PRECISIONS
+from encoding_core.errors import EncodingCoreError
+from encoding_core.studio import format_seconds
+from pages import _common as common
+
+PRESETS = [DEFAULT_MODEL, "openai/whisper-tiny", "openai/whisper-base", "openai/whisper-small",
+           "facebook/hubert-base-ls960", "facebook/wav2vec2-base-960h", "microsoft/wavlm-base-plus"]
+CUSTOM = "Custom id or local folder ..."
+POOL_HELP = {
+    "last": "last real audio frame: the encoder frame that the window's final audio sample reaches",
+    "mean": "mean over the real audio frames of the window (padding excluded)",
+    "last_padded": "reference behaviour: the final frame of Whisper's 30 s padded input (lies in the padding)",
+    "mean_padded": "reference behaviour: mean over all frames, padding included",
+}
+
+st.title("Model & layer")
+cfg = common.config()
+feat = cfg.features
+
+choice = st.selectbox("Speech model", PRESETS + [CUSTOM],
+                      index=PRESETS.index(feat.model_name) if feat.model_name in PRESETS else len(PRESETS),
+                      help="The bundled Whisper tiny.en works offline; others must be in the Hugging Face "
+                           "cache or a local folder.", key="model_choice")
+if choice == CUSTOM:
+    custom = st.text_input("Hugging Face id or local folder", value="" if feat.model_name in PRESETS
+                           else feat.model_name, key="model_custom")
+    if custom and Path(custom).expanduser().exists():
+        resolved = common.user_path(custom, "Model folder")
+        model_name = str(resolved) if resolved is not None else None
+    else:
+        model_name = custom.strip() or None
+else:
+    model_name = choice
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _facts(name: str):
+    from encoding_core.features import model_facts
+
+    return model_facts(name)
+
+
+facts = None
+if model_name:
+    try:
+        with st.spinner(f"Reading {model_name} ..."):
+            facts = _facts(model_name)
+    except EncodingCoreError as exc:
+        st.warning(f"**{model_name} is not usable here.** {exc}")
+    else:
+        feat.model_name = model_name
+        c = st.columns(4)
+        c[0].metric("Encoder layers", facts.n_layers)
+        c[1].metric("Width", facts.hidden_size)
+        c[2].metric("Parameters", f"{facts.n_parameters / 1e6:.1f} M")
+        c[3].metric("Kind", facts.kind)
+
+if facts is not None:
+    all_layers = st.checkbox("All layers (a layer profile)", value=cfg.layers == "all", key="all_layers")
+    if all_layers:
+        cfg.layers = "all"
+    else:
+        default = [x for x in (cfg.layers if isinstance(cfg.layers, list) else []) if x < facts.n_layers]
+        picked = st.multiselect("Layers (0-based encoder blocks)", list(range(facts.n_layers)),
+                                default=default or [min(3, facts.n_layers - 1)], key="layer_pick")
+        if picked:
+            cfg.layers = sorted(int(x) for x in picked)
+        else:
+            st.error("Pick at least one layer, or tick 'All layers'.")
+
+st.subheader("Windows")
+pool = st.radio("Pooling", POOL_METHODS, index=POOL_METHODS.index(feat.pool), horizontal=True,
+                format_func=lambda p: p.replace("_", " "), key="pool")
+feat.pool = pool
+st.caption(POOL_HELP[pool])
+c1, c2, c3 = st.columns(3)
+feat.chunk_size = c1.number_input("Stride (s between window ends)", min_value=0.01, max_value=10.0,
+                                  value=float(feat.chunk_size), step=0.05, key="stride")
+feat.context_size = c2.number_input("Context (s of audio per window)", min_value=0.5, max_value=30.0,
+                                    value=float(feat.context_size), step=1.0, key="context")
+feat.include_early_windows = c3.checkbox("Early (shorter) windows", value=feat.include_early_windows,
+                                         help="Also give features for the first context seconds "
+                                              "(Huth-lab convention); the reference skips them.", key="early")
+st.plotly_chart(viz.window_diagram(feat.chunk_size, feat.context_size, feat.include_early_windows),
+                key="window_diagram")
+
+c1, c2 = st.columns(2)
+feat.device = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"],
+                           index=["auto", "cpu", "cuda", "mps"].index(feat.device)
+                           if feat.device in ("auto", "cpu", "cuda", "mps") else 0, key="device")
+feat.precision = c2.selectbox("Precision", PRECISIONS, index=PRECISIONS.index(feat.precision),
+                              format_func=lambda p: p if p == "fp32" else f"{p} (approximate)", key="precision")
+
+current = common.assembly()
+if current is None:
+    st.info("Load an assembly and map its audio to see the cache state and the cost estimate.")
+    st.page_link(common.PAGES["Assembly"], label="Go to Assembly", icon="📂")
+    st.stop()
+if current.simulated:
+    common.simulated_banner("assembly")
+
+audio_paths = [p for p in current.get_audio_path() if p]
+if not audio_paths:
+    st.info("No story has audio yet; map it on the Audio page to see the cost.")
+    st.page_link(common.PAGES["Audio"], label="Go to Audio", icon="🔊")
+    st.stop()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cost(paths: tuple[str, ...], feature_fields: tuple):
+    from encoding_core.config import FeatureConfig
+    from encoding_core.features import estimate_cost
+
+    return estimate_cost(list(paths), FeatureConfig(**dict(feature_fields)))
+
+
+st.subheader("Cache and cost")
+with common.user_errors("Checking the feature cache"):
+    from encoding_core.features import cache
+
+    cached = {name: bool(p) and cache.is_cached(p, feat, cfg.cache_dir)
+              for name, p in zip(current.stories, current.get_audio_path())}
+    st.write(f"**{sum(cached.values())} of {len(cached)}** stories are already cached for these settings.")
+    st.dataframe([{"story": k, "cached": v} for k, v in cached.items()], hide_index=True, height=180)
+with common.user_errors("Estimating the cost"):
+    estimate = _cost(tuple(audio_paths), tuple(sorted(dataclasses.asdict(feat).items())))
+    c = st.columns(3)
+    c[0].metric("Windows", f"{estimate.n_windows:,}")
+    c[1].metric("Estimated time", format_seconds(estimate.seconds))
+    c[2].metric("Per window", f"{estimate.per_window_s * 1000:.1f} ms")
+    for warning in estimate.warnings:
+        st.warning(warning)

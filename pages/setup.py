@@ -1,0 +1,130 @@
+"""Setup: trimming (with a live length preview), FIR delays, downsampling, ridge, CV and statistics."""
+from __future__ import annotations
+
+import streamlit as st
+
+from encoding_core import viz
+from encoding_core.config import DOWNSAMPLE_METHODS, FOLD_TYPES, MODES, REFERENCE_ALPHAS, TrimmingConfig
+from encoding_core.errors import EncodingCoreError
+from encoding_core.studio import trimming_preview
+from pages import _common as common
+
+st.title("Setup")
+cfg = common.config()
+current = common.require_assembly()
+if current is None:
+    st.stop()
+
+st.subheader("Trimming (TRs, Python slice bounds; empty = open end)")
+lebel = TrimmingConfig()
+
+
+def _reset_trimming(values: TrimmingConfig) -> None:
+    cfg.alignment.trimming = values
+    for name in list(st.session_state):
+        if str(name).startswith("trim_"):
+            del st.session_state[name]
+
+
+b1, b2 = st.columns(2)
+if b1.button("Reset to LeBel defaults", key="apply_lebel",
+             help="Train features [10:-5], targets [0:]; test features [50:-5], targets [40:]."):
+    _reset_trimming(TrimmingConfig())
+if current.simulated and b2.button("Reset to the demo preset", key="apply_demo_trim"):
+    with common.user_errors("Reading the demo preset"):
+        from encoding_core.demo import demo_config
+
+        _reset_trimming(demo_config().alignment.trimming)
+trim = cfg.alignment.trimming
+labels = {"train_features_start": "train features start", "train_features_end": "train features end",
+          "train_targets_start": "train targets start", "train_targets_end": "train targets end",
+          "test_features_start": "test features start", "test_features_end": "test features end",
+          "test_targets_start": "test targets start", "test_targets_end": "test targets end"}
+cols = st.columns(4)
+for i, (field, label) in enumerate(labels.items()):
+    value = cols[i % 4].number_input(label, value=getattr(trim, field), step=1, format="%d",
+                                     help=f"LeBel default: {getattr(lebel, field)}", key=f"trim_{field}")
+    setattr(trim, field, None if value is None else int(value))
+
+rows = trimming_preview(current, trim, cfg.assembly.test_story or None, cfg.ridge.mode)
+mismatched = [r for r in rows if not r["match"]]
+st.plotly_chart(viz.length_preview_figure(rows), key="length_preview")
+if mismatched:
+    st.error("Features and targets differ in length for: " + "; ".join(
+        f"{r['story']} ({r['role']}): features {r['features']} vs targets {r['targets']} TRs" for r in mismatched)
+        + ". Change the feature or target bounds of that role so both lengths agree before training.")
+else:
+    st.success("Features and targets line up for every story.")
+
+st.subheader("Alignment")
+c1, c2 = st.columns(2)
+delays_text = c1.text_input("FIR delays (TRs, comma-separated)",
+                            value=", ".join(str(d) for d in cfg.alignment.fir_delays), key="fir_delays")
+try:
+    delays = [int(x) for x in delays_text.replace(" ", "").split(",") if x]
+    if not delays or len(set(delays)) != len(delays):
+        raise ValueError
+    cfg.alignment.fir_delays = delays
+except ValueError:
+    c1.error("FIR delays must be distinct whole numbers of TRs, e.g. 1, 2, 3, 4.")
+method = c2.selectbox("Downsampling method", DOWNSAMPLE_METHODS,
+                      index=DOWNSAMPLE_METHODS.index(cfg.alignment.downsample_method), key="downsample_method")
+cfg.alignment.downsample_method = method
+with common.user_errors("Drawing the kernel"):
+    from encoding_core.downsample import downsample_kernel
+
+    t, w = downsample_kernel(method, current.tr, **cfg.alignment.downsample_kwargs)
+    c2.plotly_chart(viz.kernel_figure(t, w, method, current.tr), key="kernel")
+
+st.subheader("Ridge and cross-validation")
+ridge = cfg.ridge
+c1, c2, c3 = st.columns(3)
+ridge.mode = c1.selectbox("Mode", MODES, index=MODES.index(ridge.mode), key="mode",
+                          format_func=lambda m: "train/test (held-out story)" if m == "train_test" else "outer CV")
+test = c1.selectbox("Test story", current.stories, index=current.stories.index(current.effective_test_story()),
+                    key="setup_test_story", disabled=ridge.mode != "train_test")
+cfg.assembly.test_story = test
+ridge.fold_type = c2.selectbox("Inner fold type", FOLD_TYPES, index=FOLD_TYPES.index(ridge.fold_type),
+                               key="fold_type")
+ridge.n_inner_folds = int(c2.number_input("Inner folds", 2, 20, ridge.n_inner_folds, key="inner_folds"))
+ridge.n_outer_folds = int(c2.number_input("Outer folds (cv mode)", 2, 20, ridge.n_outer_folds, key="outer_folds"))
+ridge.chunk_length = int(c3.number_input("Chunk length (TRs)", 1, 500, ridge.chunk_length, key="chunk_length"))
+ridge.single_alpha = c3.radio("Alpha", ["per voxel", "single"], index=int(ridge.single_alpha),
+                              horizontal=True, key="single_alpha") == "single"
+alpha_text = st.text_input("Alpha grid (comma-separated; the reference uses logspace(-1, 8, 10))",
+                           value=", ".join(f"{a:g}" for a in ridge.alphas), key="alphas")
+try:
+    alphas = [float(a) for a in alpha_text.split(",") if a.strip()]
+    if not alphas or min(alphas) <= 0:
+        raise ValueError
+    ridge.alphas = alphas
+except ValueError:
+    st.error(f"Alphas must be positive numbers separated by commas, e.g. {', '.join(f'{a:g}' for a in REFERENCE_ALPHAS[:4])}.")
+
+st.subheader("Statistics")
+stats = cfg.stats
+c1, c2, c3 = st.columns(3)
+stats.n_permutations = int(c1.number_input("Permutations (0 = parametric only)", 0, 100000, stats.n_permutations,
+                                           step=100, key="n_permutations"))
+stats.block_length = int(c2.number_input("Block length (TRs)", 1, 200, stats.block_length, key="block_length"))
+stats.fdr_q = float(c3.number_input("Benjamini–Hochberg FDR q", 0.001, 0.5, float(stats.fdr_q), step=0.01,
+                                    format="%.3f", key="fdr_q"))
+st.caption(f"p-values: block permutation p-values (block = {stats.block_length} TRs); "
+           f"correction: Benjamini–Hochberg FDR q = {stats.fdr_q:g}.")
+
+st.subheader("Export")
+cfg.name = st.text_input("Experiment name", value=cfg.name, key="experiment_name")
+try:
+    cfg.validate()
+except EncodingCoreError as exc:
+    st.error(f"The settings are not valid yet: {exc}")
+else:
+    c1, c2 = st.columns(2)
+    c1.download_button("Download config (TOML)", cfg.to_toml(), file_name=f"{cfg.name}.toml",
+                       mime="application/toml", key="download_toml")
+    c1.caption(f"Run it with `python -m encoding_core sweep {cfg.name}.toml`.")
+    with common.user_errors("Writing the Python script"):
+        from encoding_core.export import experiment_to_script
+
+        c2.download_button("Download Python script", experiment_to_script(cfg), file_name=f"{cfg.name}.py",
+                           mime="text/x-python", key="download_script")

@@ -1,0 +1,311 @@
+"""Every page of the Streamlit app, headless (AppTest): empty state, loaded data, bad inputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from streamlit.testing.v1 import AppTest
+
+from encoding_core.assembly import Assembly, Space, Story
+from encoding_core.assembly_io import save_assembly
+from encoding_core.config import ExperimentConfig, TrimmingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+N_FSAVERAGE5 = 20484
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch) -> Path:
+    """A fresh app home: all folders under tmp_path, the only allowed data root."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ENCODING_STUDIO_HOME", str(tmp_path))
+    monkeypatch.setenv("ENCODING_STUDIO_DATA_ROOTS", str(tmp_path))
+    monkeypatch.setenv("ENCODING_STUDIO_MAX_UPLOAD_MB", "1")
+    return tmp_path
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def plotly_specs(at: AppTest) -> dict[str, dict]:
+    """key -> plotly figure JSON of every plotly chart on the page."""
+    return {el.key: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
+
+
+def as_array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or a typed-array dict {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return data.reshape([int(x) for x in str(shape).split(",")]) if shape else data
+    return np.asarray(value)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def write_assembly(folder: Path, n_voxels: int = 40, n_trs: int = 30, seed: int = 0, simulated: bool = False) -> Path:
+    gen = np.random.default_rng(seed)
+    stories = []
+    for i in range(3):
+        onsets = np.sort(gen.uniform(0, n_trs * 2.0 - 1, 20))
+        stories.append(Story(name=f"story{i}", brain_data=gen.normal(10, 1, (n_trs, n_voxels)).astype(np.float32),
+                             tr_times=np.arange(n_trs) * 2.0, words=[f"w{j}" for j in range(20)],
+                             word_onsets=onsets, word_offsets=onsets + 0.3))
+    space = Space.surface("fsaverage5") if n_voxels == N_FSAVERAGE5 else Space()
+    assembly = Assembly(subject="s1", tr=2.0, stories_list=stories, space=space, simulated=simulated)
+    return save_assembly(assembly, folder / f"assembly_{n_voxels}.h5")
+
+
+def inject_assembly(at: AppTest, path: Path) -> None:
+    at.session_state["assembly_source"] = (str(path), "", ())
+
+
+# --------------------------------------------------------------------------- empty state
+def test_every_page_renders_empty_state(studio):
+    at = new_app()
+    at.run()
+    assert not at.exception
+    assert at.button(key="run_demo").label == "Run the demo"
+    links = [el.proto.label for el in at.get("page_link")]
+    assert any("⬜ Load an assembly" in label for label in links)
+    assert "No runs yet" in texts(at.caption)
+    for page in ("assembly", "audio", "setup"):
+        open_page(at, page)
+        assert "No assembly is loaded yet" in texts(at.info)
+    open_page(at, "train")
+    assert "No jobs yet." in texts(at.info)
+    open_page(at, "results")
+    assert "No finished runs yet" in texts(at.info)
+    open_page(at, "model")
+    assert [m.value for m in at.metric][:2] == ["4", "384"]  # bundled whisper-tiny.en facts
+    assert "window_diagram" in plotly_specs(at)
+
+
+# --------------------------------------------------------------------------- assembly
+def test_assembly_page_loads_h5_and_shows_summary(studio):
+    path = write_assembly(studio, n_voxels=N_FSAVERAGE5)
+    at = new_app()
+    at.run()
+    open_page(at, "assembly")
+    at.radio(key="assembly_source_kind").set_value("Native .h5 file").run()
+    at.text_input(key="assembly_path.h5").input(str(path)).run()
+    at.button(key="load.h5").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "Loaded 3 stories" in texts(at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Stories"] == "3" and metrics["TRs"] == "90" and metrics["Voxels"] == str(N_FSAVERAGE5)
+    specs = plotly_specs(at)
+    mean_story0 = as_array(specs["timecourse"]["data"][0]["y"]).astype(float)
+    from encoding_core.assembly_io import load_assembly
+
+    reference = load_assembly(path).story("story0").brain_data.astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(mean_story0, reference, rtol=1e-5)
+    assert any(t["type"] == "mesh3d" for t in specs["tsnr_map"]["data"])
+    # the test-story picker writes into the config and survives a page switch
+    at.selectbox(key="test_story_pick").set_value("story1").run()
+    open_page(at, "home")
+    open_page(at, "assembly")
+    assert at.selectbox(key="test_story_pick").value == "story1"
+    assert at.session_state["experiment_config"].assembly.test_story == "story1"
+
+
+def test_assembly_page_bad_inputs(studio, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "a.h5"
+    outside.write_bytes(b"not hdf5")
+    garbage = studio / "broken.h5"
+    garbage.write_bytes(b"this is not an HDF5 file")
+    (studio / "notes.txt").write_text("hello")
+    at = new_app()
+    at.run()
+    open_page(at, "assembly")
+    at.radio(key="assembly_source_kind").set_value("Native .h5 file").run()
+    for text, expected in [(str(outside), "outside the allowed data folders"),
+                           (str(studio / "notes.txt"), "not an .h5 or .pkl file"),
+                           (str(studio / "missing.h5"), "does not exist"),
+                           (str(garbage), "Loading")]:
+        at.text_input(key="assembly_path.h5").input(text).run()
+        at.button(key="load.h5").click().run()
+        assert not at.exception, f"{text}: traceback shown"
+        assert expected in texts(at.error), (text, texts(at.error))
+    assert "No assembly is loaded yet" in texts(at.info)
+
+
+def test_assembly_upload_wrong_and_too_big(studio):
+    at = new_app()
+    at.run()
+    open_page(at, "assembly")
+    at.radio(key="assembly_source_kind").set_value("Upload .h5 / .pkl").run()
+    at.get("file_uploader")[0].set_value(("evil.pkl", b"\x80\x04cos\nsystem\n.", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert "failed" in texts(at.error)  # the restricted unpickler refuses; nothing ran
+    at.get("file_uploader")[0].set_value(("big.h5", b"0" * (2**20 + 10), "application/octet-stream"))
+    at.run()
+    assert "more than the 1 MB limit" in texts(at.error)
+
+
+# --------------------------------------------------------------------------- audio
+def test_audio_page_maps_found_and_missing(studio):
+    path = write_assembly(studio)
+    audio_dir = studio / "stimuli"
+    audio_dir.mkdir()
+    sr = 16000
+    tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(60 * sr) / sr).astype(np.float32)
+    soundfile.write(audio_dir / "story0.wav", tone, sr)
+    soundfile.write(audio_dir / "story1.wav", tone[: 5 * sr], sr)  # far too short: mismatch
+    at = new_app()
+    inject_assembly(at, path)
+    at.run()
+    open_page(at, "audio")
+    at.text_input(key="audio_folder").input(str(audio_dir)).run()
+    at.button(key="map_audio").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    statuses = dict(zip(table["story"], table["status"]))
+    assert statuses == {"story0": "found", "story1": "mismatch", "story2": "missing"}
+    assert "2 stories need attention" in texts(at.warning)
+    # story0 has audio: player and waveform with the TR ticks inside the audio
+    at.selectbox(key="audio_story").set_value("story0").run()
+    assert len(at.get("audio")) == 1
+    spec = plotly_specs(at)["audio_figure"]
+    tr_trace = [t for t in spec["data"] if t.get("name") == "TR times"][0]
+    ticks = as_array(tr_trace["x"])
+    assert list(ticks[:3]) == [0.0, 2.0, 4.0] and len(ticks) == 30
+    # bad inputs: a pattern without {story}, a folder outside the roots
+    at.text_input(key="audio_pattern").input("audio.wav").run()
+    at.button(key="map_audio").click().run()
+    assert "must contain {story}" in texts(at.error)
+    at.text_input(key="audio_pattern").input("{story}.wav").run()
+    at.text_input(key="audio_folder").input("/etc").run()
+    at.button(key="map_audio").click().run()
+    assert "outside the allowed data folders" in texts(at.error)
+
+
+# --------------------------------------------------------------------------- setup and train
+def test_setup_flags_trimming_mismatch_and_train_refuses(studio):
+    path = write_assembly(studio)
+    at = new_app()
+    inject_assembly(at, path)
+    config = ExperimentConfig(results_dir=str(studio / "results"), cache_dir=str(studio / "cache"))
+    config.alignment.trimming = TrimmingConfig(5, -3, 5, -3, 5, -3, 5, -3)
+    at.session_state["experiment_config"] = config
+    at.run()
+    open_page(at, "setup")
+    assert "line up for every story" in texts(at.success)
+    bars = plotly_specs(at)["length_preview"]["data"]
+    assert list(as_array(bars[0]["y"])) == [22, 22, 22] and list(as_array(bars[1]["y"])) == [22, 22, 22]
+    at.number_input(key="trim_test_targets_start").set_value(40).run()
+    errors = texts(at.error)
+    assert "story2 (test): features 22 vs targets 0 TRs" in errors
+    assert "kernel" in plotly_specs(at)
+    at.text_input(key="fir_delays").input("1, x").run()
+    assert "distinct whole numbers" in texts(at.error)
+    # the trimming survives a page switch and blocks training
+    open_page(at, "train")
+    assert at.button(key="start_train").disabled and at.button(key="start_sweep").disabled
+    assert "trimmed lengths differ" in texts(at.warning)
+    assert "no audio" in texts(at.warning)
+    open_page(at, "setup")
+    assert at.number_input(key="trim_test_targets_start").value == 40
+    at.button(key="apply_lebel").click().run()
+    assert at.number_input(key="trim_train_features_start").value == 10
+
+
+def test_setup_exports_toml_and_script(studio):
+    path = write_assembly(studio)
+    at = new_app()
+    inject_assembly(at, path)
+    at.run()
+    open_page(at, "setup")
+    at.text_input(key="alphas").input("1, 10, 100").run()
+    at.number_input(key="n_permutations").set_value(300).run()
+    config = at.session_state["experiment_config"]
+    assert config.ridge.alphas == [1.0, 10.0, 100.0] and config.stats.n_permutations == 300
+    toml_text = config.to_toml()
+    assert ExperimentConfig.from_toml(toml_text).stats.n_permutations == 300
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download config (TOML)", "Download Python script"]
+    at.text_input(key="alphas").input("-1, 2").run()
+    assert "Alphas must be positive" in texts(at.error)
+
+
+# --------------------------------------------------------------------------- results
+def make_run(results_dir: Path, seed: int, layers=(0, 1, 2), simulated: bool = False) -> str:
+    """A finished run written through the real RunStore (known per-voxel arrays)."""
+    from encoding_core.runstore import RunStore
+
+    gen = np.random.default_rng(seed)
+    config = ExperimentConfig(name=f"run{seed}", results_dir=str(results_dir))
+    writer = RunStore(results_dir).create(config, meta={"simulated": simulated, "layers": list(layers),
+                                                        "subject": "s1"})
+    writer.write_space(Space.surface("fsaverage5"))
+    summary = {"layers": {}}
+    for layer in layers:
+        r = gen.normal(0.05 * layer, 0.1, N_FSAVERAGE5).astype(np.float32)
+        significant = r > 0.2
+        writer.write_layer(layer, {"median_score": float(np.median(r)), "max_score": float(r.max()),
+                                   "n_significant": int(significant.sum()),
+                                   "percent_significant": float(100 * significant.mean())},
+                           {"correlations": r, "significant_mask": significant,
+                            "p_values": np.where(significant, 0.001, 0.5).astype(np.float32)})
+        summary["layers"][str(layer)] = {"median_r": float(np.median(r))}
+    summary["best_layer"] = int(layers[-1])
+    writer.finish(summary, {"total": 1.0})
+    return writer.run_id
+
+
+def test_results_page_maps_profile_compare_and_downloads(studio):
+    first = make_run(studio / "results", seed=1)
+    second = make_run(studio / "results", seed=2)
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+    assert not at.error
+    specs = plotly_specs(at)
+    assert {"layer_profile", "surface_map", "histogram", "difference_map"} <= set(specs)
+    from encoding_core.runstore import RunStore
+
+    shown_run = at.selectbox(key="run_pick").value
+    run = RunStore(studio / "results").load(shown_run)
+    medians = [run.metrics(layer)["median_score"] for layer in (0, 1, 2)]
+    line = [t for t in specs["layer_profile"]["data"] if t["type"] == "scatter"][0]
+    np.testing.assert_allclose(as_array(line["y"]), medians, rtol=1e-6)
+    assert at.selectbox(key="layer_pick").value == int(np.argmax(medians))
+    mesh = [t for t in specs["surface_map"]["data"] if t["type"] == "mesh3d" and len(as_array(t["x"])) == 10242]
+    assert len(mesh) == 1
+    assert len(at.get("image")) >= 1  # the static four-view PNG
+    # choosing another layer updates the headline numbers and the map title
+    at.selectbox(key="layer_pick").set_value(0).run()
+    assert at.metric[0].value == f"{run.metrics(0)['median_score']:.3f}"
+    assert "layer 0" in json.dumps(plotly_specs(at)["surface_map"]["layout"].get("title", ""))
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert {"Per-voxel values (CSV)", "Per-voxel values (NPZ)", "Config (TOML)",
+            "Download the four-view PNG"} <= set(labels)
+    assert {first, second} == {option.split(" · ")[0] for option in at.selectbox(key="run_pick").options}
+    assert not any("SIMULATED" in str(e.value) for e in at.error)
+
+
+def test_results_page_marks_simulated_runs(studio):
+    make_run(studio / "results", seed=3, layers=(0,), simulated=True)
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+    assert "SIMULATED RUN" in texts(at.error)
+    specs = plotly_specs(at)
+    assert any(t["type"] == "scatter3d" and t["name"].startswith("planted") for t in specs["surface_map"]["data"])
+    assert "layer_profile" not in specs  # one layer: no profile

@@ -1,0 +1,194 @@
+"""run_experiment end to end on synthetic data with a planted signal (no speech model)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold
+
+from encoding_core.errors import ConfigError, JobCancelled, TrimmingMismatchError
+from encoding_core.pipeline import run_experiment
+from encoding_core.runstore import RunStore
+
+from pipeline_synthetic import WINDOW_OFFSETS, make_planted, planted_config
+
+
+class CountingCancel:
+    """Becomes set after ``after`` calls of is_set()."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.calls = after, 0
+
+    def is_set(self) -> bool:
+        self.calls += 1
+        return self.calls > self.after
+
+
+def _reference_design(planted, layer, story, start, end, delays=(1, 2, 3, 4)):
+    """Independent re-implementation: rect mean of the 4 windows per TR, loop delays, trim, scipy z-score."""
+    feats = planted.features[story.name]
+    per_tr = feats.layer(layer).reshape(story.n_trs, len(WINDOW_OFFSETS), -1).mean(axis=1)
+    delayed = []
+    for d in delays:
+        shifted = np.zeros_like(per_tr)
+        shifted[d:] = per_tr[:-d]
+        delayed.append(shifted)
+    X = np.hstack(delayed)[start:end]
+    return np.nan_to_num(scipy.stats.zscore(X, axis=0))
+
+
+def _reference_targets(story, start, end):
+    return np.nan_to_num(scipy.stats.zscore(story.brain_data[start:end].astype(np.float64), axis=0))
+
+
+def test_planted_signal_is_recovered_in_the_right_layer(tmp_path):
+    planted = make_planted()
+    config = planted_config(tmp_path)
+    stages = []
+    run_id = run_experiment(config, assembly=planted.assembly, feature_source=planted.source,
+                            progress=lambda stage, done, total, message="": stages.append((stage, done, total)))
+    run = RunStore(config.results_dir).load(run_id)
+    assert run.layers == [0, 1, 2]
+    assert run.summary["best_layer"] == 1
+    signal, noise = slice(0, planted.n_signal), slice(planted.n_signal, None)
+    r1 = run.arrays(1)["correlations"]
+    assert np.median(r1[signal]) > 0.6
+    assert abs(np.median(run.arrays(0)["correlations"])) < 0.2
+    best = run.best_layer_per_voxel()
+    assert np.mean(best[signal] == 1) >= 0.9
+    mask = run.arrays(1)["significant_mask"]
+    assert mask[signal].mean() >= 0.9 and mask[noise].mean() <= 0.2
+    metrics = run.metrics(1)
+    for key in ("median_score", "mean_score", "std_score", "min_score", "max_score", "n_significant",
+                "percent_significant", "best_alpha_median"):
+        assert key in metrics
+    assert metrics["n_significant"] == int(mask.sum())
+    assert metrics["median_score"] == pytest.approx(float(np.median(r1)), abs=1e-6)
+    assert run.summary["layers"]["1"]["median_r"] == pytest.approx(metrics["median_score"])
+    assert set(run.timings) >= {"features", "alignment", "fit", "stats", "save", "total"}
+    seen = {s for s, _, _ in stages}
+    assert {"features", "alignment", "fit", "stats", "save"} <= seen
+    assert ("fit", 3, 3) in stages
+    assert run.simulated and run.subject == "synthetic"
+    assert run.meta["test_story"] == "story3"
+
+
+def test_train_test_matches_an_independent_sklearn_computation(tmp_path):
+    planted = make_planted(seed=3)
+    # one alpha, no scaling: the reference penalty alpha**2 equals sklearn's Ridge(alpha=alpha**2)
+    config = planted_config(tmp_path, alphas=[3.0], normalpha=False)
+    config.layers = [1]
+    config.stats.n_permutations = 0
+    run = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
+                                                           feature_source=planted.source))
+    stories = planted.assembly.stories_list
+    X_train = np.vstack([_reference_design(planted, 1, s, 5, -2) for s in stories[:-1]])
+    Y_train = np.vstack([_reference_targets(s, 5, -2) for s in stories[:-1]])
+    X_test, Y_test = _reference_design(planted, 1, stories[-1], 5, None), _reference_targets(stories[-1], 5, None)
+    predicted = Ridge(alpha=9.0, fit_intercept=False).fit(X_train, Y_train).predict(X_test)
+    expected = np.array([scipy.stats.pearsonr(Y_test[:, v], predicted[:, v])[0] for v in range(Y_test.shape[1])])
+    arrays = run.arrays(1)
+    np.testing.assert_allclose(arrays["correlations"], expected, atol=2e-4)
+    r2 = 1 - ((Y_test - predicted) ** 2).sum(0) / ((Y_test - Y_test.mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(arrays["r2"], r2, atol=5e-4)
+    # parametric p-values, BH-FDR on them (no permutations)
+    p_expected = np.array([scipy.stats.pearsonr(Y_test[:, v], predicted[:, v])[1] for v in range(Y_test.shape[1])])
+    np.testing.assert_allclose(arrays["p_values"], p_expected, rtol=1e-3, atol=1e-8)
+    np.testing.assert_allclose(arrays["corrected_p_values"],
+                               scipy.stats.false_discovery_control(arrays["p_values"]), rtol=1e-6)
+    np.testing.assert_array_equal(arrays["significant_mask"], arrays["corrected_p_values"] <= 0.05)
+    assert np.all(arrays["best_alphas"] == 3.0)
+
+
+def test_cv_mode_matches_contiguous_kfold_reference(tmp_path):
+    planted = make_planted(n_stories=3, seed=5)
+    config = planted_config(tmp_path, alphas=[2.0], normalpha=False, mode="cv", n_outer_folds=3,
+                            fold_type="contiguous")
+    config.layers = [1]
+    run = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
+                                                           feature_source=planted.source))
+    X = np.vstack([_reference_design(planted, 1, s, 5, -2) for s in planted.assembly.stories_list])
+    Y = np.vstack([_reference_targets(s, 5, -2) for s in planted.assembly.stories_list])
+    fold_r = []
+    for train, test in KFold(n_splits=3).split(X):
+        predicted = Ridge(alpha=4.0, fit_intercept=False).fit(X[train], Y[train]).predict(X[test])
+        fold_r.append([np.corrcoef(Y[test][:, v], predicted[:, v])[0, 1] for v in range(Y.shape[1])])
+    arrays = run.arrays(1)
+    np.testing.assert_allclose(arrays["fold_correlations"], np.array(fold_r), atol=2e-4)
+    np.testing.assert_allclose(arrays["correlations"], np.mean(fold_r, axis=0), atol=2e-4)
+    assert arrays["majority_significant_mask"].dtype == bool
+    assert arrays["majority_significant_mask"][: planted.n_signal].mean() >= 0.9
+    metrics = run.metrics(1)
+    assert metrics["mode"] == "cv" and metrics["n_outer_folds"] == 3
+    assert metrics["n_majority_significant"] == int(arrays["majority_significant_mask"].sum())
+
+
+def test_noise_ceiling_from_test_repeats(tmp_path):
+    planted = make_planted(repeats=4, seed=7)
+    config = planted_config(tmp_path)
+    config.layers = [1]
+    run = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
+                                                           feature_source=planted.source))
+    arrays = run.arrays(1)
+    ceiling, r = arrays["noise_ceiling"], arrays["correlations"]
+    signal = slice(0, planted.n_signal)
+    assert np.all(np.isfinite(ceiling[signal])) and np.median(ceiling[signal]) > 0.5
+    ok = np.isfinite(ceiling) & (ceiling > 0)
+    np.testing.assert_allclose(arrays["normalized_correlations"][ok][:5] * ceiling[ok][:5], r[ok][:5], rtol=1e-4)
+    assert np.isfinite(run.summary["layers"]["1"]["median_normalized_r"])
+    assert run.metrics(1)["noise_ceiling_target"] == "repeat_mean"  # the planted test data is the repeat mean
+
+
+def test_trimming_mismatch_raises_before_any_fit(tmp_path, monkeypatch):
+    import encoding_core.ridge as ridge
+
+    planted = make_planted()
+    config = planted_config(tmp_path)
+    config.alignment.trimming.train_features_start = 7  # two rows shorter than the targets
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("ridge must not run when trimming does not line up")
+
+    monkeypatch.setattr(ridge, "ridge_nested_cv", no_fit)
+    with pytest.raises(TrimmingMismatchError, match="story0") as info:
+        run_experiment(config, assembly=planted.assembly, feature_source=planted.source)
+    assert "train_features_start" in str(info.value)
+    assert RunStore(config.results_dir).list() == []
+
+
+def test_unknown_layer_and_bad_test_story_are_config_errors(tmp_path):
+    planted = make_planted()
+    config = planted_config(tmp_path)
+    config.layers = [7]
+    with pytest.raises(ConfigError, match="layers \\[7\\]"):
+        run_experiment(config, assembly=planted.assembly, feature_source=planted.source)
+    config.layers = [0]
+    config.assembly.test_story = "nope"
+    with pytest.raises(ConfigError, match="nope"):
+        run_experiment(config, assembly=planted.assembly, feature_source=planted.source)
+
+
+def test_cancel_between_layers_marks_the_run_cancelled(tmp_path):
+    planted = make_planted()
+    config = planted_config(tmp_path)
+    cancel = CountingCancel(after=len(planted.assembly.stories) + 2)
+    with pytest.raises(JobCancelled):
+        run_experiment(config, assembly=planted.assembly, feature_source=planted.source, cancel=cancel)
+    infos = RunStore(config.results_dir).list()
+    assert [i.status for i in infos] == ["cancelled"]
+
+
+def test_too_short_test_story_for_the_permutation_blocks_fails_before_features(tmp_path):
+    planted = make_planted()
+    config = planted_config(tmp_path)
+    config.stats.block_length = 40  # the test story keeps 75 TRs: only one whole block
+    calls = []
+
+    def source(story, progress=None, cancel=None):
+        calls.append(story.name)
+        return planted.features[story.name]
+
+    with pytest.raises(ConfigError, match="stats.block_length"):
+        run_experiment(config, assembly=planted.assembly, feature_source=source)
+    assert calls == []
