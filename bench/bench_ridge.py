@@ -170,28 +170,25 @@ def main() -> None:
         y_mb = args.n * args.v * 4 / 1024 ** 2
         print(f"data: n={args.n} p={args.p} v={args.v}, Y = {y_mb:.0f} MB float32, "
               f"{len(ALPHAS)} alphas, 5 chunked inner folds", flush=True)
-        results = {}
-        for method in methods:
+        header = ("| method | wall time (s) | time / ours | peak RSS (MB) | peak / Y size | "
+                  "max abs r diff vs ours (signal voxels) | alphas equal to ours | median r (signal) |")
+        print(header + "\n|---|---|---|---|---|---|---|---|", flush=True)
+        n_signal = json.loads((folder / "meta.json").read_text())["n_signal"]
+        base = None
+        for method in methods:  # rows print as each method finishes
             env = dict(os.environ, HF_HUB_OFFLINE="1")
             subprocess.run([sys.executable, __file__, "--worker", method, "--data", str(folder)], check=True, env=env)
-            results[method] = json.loads((folder / f"result_{method}.json").read_text())
-            print(f"  {method}: {results[method]['seconds']:.1f} s, peak {results[method]['peak_mb']:.0f} MB", flush=True)
-        n_signal = json.loads((folder / "meta.json").read_text())["n_signal"]
-        base = "ours" if "ours" in results else methods[0]
-        r_base = np.load(folder / f"r_{base}.npy")
-        alpha_base = np.load(folder / f"alpha_{base}.npy")
-        print()
-        print("| method | wall time (s) | time / ours | peak RSS (MB) | peak / Y size | max abs r diff vs ours (signal voxels) | alphas equal to ours | median r (signal) |")
-        print("|---|---|---|---|---|---|---|---|")
-        for method in methods:
-            res = results[method]
+            res = json.loads((folder / f"result_{method}.json").read_text())
             r = np.load(folder / f"r_{method}.npy")
             alpha = np.load(folder / f"alpha_{method}.npy")
+            if base is None:
+                base = (method, res, r, alpha)
+            _, base_res, r_base, alpha_base = base
             diff = float(np.abs(r[:n_signal] - r_base[:n_signal]).max())
             same = float(np.mean(np.isclose(alpha, alpha_base, rtol=1e-3)))
-            print(f"| {method} | {res['seconds']:.1f} | {res['seconds'] / results[base]['seconds']:.2f} | "
+            print(f"| {method} | {res['seconds']:.1f} | {res['seconds'] / base_res['seconds']:.2f} | "
                   f"{res['peak_mb']:.0f} | {res['peak_mb'] / y_mb:.2f} | {diff:.2e} | {same:.1%} | "
-                  f"{np.median(r[:n_signal]):.3f} |")
+                  f"{np.median(r[:n_signal]):.3f} |", flush=True)
 
 
 if __name__ == "__main__":

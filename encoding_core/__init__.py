@@ -10,6 +10,8 @@ Names are imported lazily so that ``import encoding_core`` stays fast (no torch 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -28,6 +30,30 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+# The reference library's module paths, so that its tutorial runs with only the import
+# root renamed (``encoding.`` -> ``encoding_core.``). Each alias is a lazy module that
+# imports its target on first attribute access.
+_REFERENCE_MODULE_PATHS = {
+    "assembly.assembly_loader": "assembly_io",
+    "downsample.downsampling": "downsample",
+    "models": "trainer",
+    "models.nested_cv": "trainer",
+}
+
+
+class _ModuleAlias(types.ModuleType):
+    def __init__(self, name: str, target: str) -> None:
+        super().__init__(name, f"Alias of {target} (reference library module path).")
+        self.__dict__["_target"] = target
+        self.__path__: list[str] = []  # lets submodule aliases resolve below it
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self.__dict__["_target"]), attr)
+
+
+for _alias, _target in _REFERENCE_MODULE_PATHS.items():
+    sys.modules.setdefault(f"{__name__}.{_alias}", _ModuleAlias(f"{__name__}.{_alias}", f"{__name__}.{_target}"))
 
 
 def __getattr__(name: str) -> Any:

@@ -57,3 +57,7 @@ class StorageError(EncodingCoreError):
 
 class JobCancelled(EncodingCoreError):
     """Work was cancelled by the user between two units of work."""
+
+
+class ClusterError(EncodingCoreError):
+    """A Dask scheduler cannot be reached, or the cluster went away during a job."""

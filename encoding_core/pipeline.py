@@ -576,12 +576,15 @@ def best_layer_per_voxel(correlations: Mapping[int, np.ndarray]) -> tuple[np.nda
 def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None,
                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None,
                    feature_source: Optional[FeatureSource] = None, run_store: Any = None,
-                   downsampler: Any = None) -> str:
+                   downsampler: Any = None, layer_fitter: Optional[Callable[[int], LayerResult]] = None) -> str:
     """Run a whole experiment and return the id of the run written to ``config.results_dir``.
 
     assembly: use this one instead of loading ``config.assembly.path``; feature_source: see
     the module docstring (default: the speech model of ``config.features``); run_store: a
-    :class:`~encoding_core.runstore.RunStore` (default: ``RunStore(config.results_dir)``).
+    :class:`~encoding_core.runstore.RunStore` (default: ``RunStore(config.results_dir)``);
+    layer_fitter: ``layer_fitter(layer) -> LayerResult`` fits a layer elsewhere (e.g. on a Dask
+    cluster, see :mod:`encoding_core.distributed`); it is called in layer order and the run is
+    written here exactly as for a local fit.
     Raises an EncodingCoreError subclass for bad input (before any fit when possible) and
     JobCancelled when ``cancel`` is set; a started run is then marked failed/cancelled.
     """
@@ -622,14 +625,18 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         results: dict[int, LayerResult] = {}
         for index, layer in enumerate(layers):
             check_cancel(cancel)
-            if layer not in prepared:
-                with timer("alignment"):
-                    progress("alignment", index, len(layers), f"layer {layer}")
-                    prepared[layer] = prepare_features(story_features, assembly, config, layer, downsampler)
-                    check_lengths(prepared[layer], targets, config)
-            progress("alignment", index + 1, len(layers), f"layer {layer}")
-            progress("fit", index, len(layers), f"layer {layer}")
-            result = fit_layer(prepared.pop(layer), targets, config, cancel)
+            if layer_fitter is not None:
+                progress("fit", index, len(layers), f"layer {layer}")
+                result = layer_fitter(layer)
+            else:
+                if layer not in prepared:
+                    with timer("alignment"):
+                        progress("alignment", index, len(layers), f"layer {layer}")
+                        prepared[layer] = prepare_features(story_features, assembly, config, layer, downsampler)
+                        check_lengths(prepared[layer], targets, config)
+                progress("alignment", index + 1, len(layers), f"layer {layer}")
+                progress("fit", index, len(layers), f"layer {layer}")
+                result = fit_layer(prepared.pop(layer), targets, config, cancel)
             for stage, seconds in result.timings.items():
                 timer.add(stage, seconds)
             progress("fit", index + 1, len(layers), f"layer {layer}")

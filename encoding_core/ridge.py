@@ -40,7 +40,7 @@ from .progress import CancelFlag, ProgressCallback, check_cancel
 
 logger = logging.getLogger(__name__)
 
-MAX_BLOCK_VOXELS = 4096
+MAX_BLOCK_VOXELS = 2048
 """Upper bound on the voxel block size (larger blocks are not faster, only bigger)."""
 
 
@@ -171,8 +171,11 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         held_x = x64[test_idx]
         centred = (held_x - held_x.mean(dim=0)) @ evecs  # (n_h, p)
         # M_alpha = Xh_c V diag(shrink_alpha) V', stacked over the scored alphas: (k * n_h, p)
-        mapping = ((centred.unsqueeze(0) * shrink[:, scored].T.unsqueeze(1)).to(dtype)
-                   .reshape(-1, p) @ evecs.T.to(dtype)).to(dev)
+        scaled = torch.empty((len(scored), len(test_idx), p), dtype=dtype)
+        for slot, alpha_index in enumerate(scored):  # a few alphas; avoids a float64 (k, n_h, p) buffer
+            scaled[slot] = centred * shrink[:, alpha_index]
+        mapping = (scaled.reshape(-1, p) @ evecs.T.to(dtype)).to(dev)
+        del scaled
         n_held = len(test_idx)
         for cols in blocks:
             if downdate:
@@ -185,10 +188,10 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
                 y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
             preds = (mapping @ cross_fold).reshape(len(scored), n_held, -1)
             y_centred = y_held - y_held.mean(dim=0)
-            numerator = (preds * y_centred).sum(dim=1)
-            pred_ss = (preds * preds).sum(dim=1)
+            pred_ss = torch.linalg.vector_norm(preds, dim=1).double() ** 2
+            numerator = preds.mul_(y_centred).sum(dim=1)  # in place: no second (k, n_h, B) buffer
             target_ss = (y_centred * y_centred).sum(dim=0)
-            corr = _safe_ratio(numerator.double(), torch.sqrt(pred_ss.double() * target_ss.double()))
+            corr = _safe_ratio(numerator.double(), torch.sqrt(pred_ss * target_ss.double()))
             scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
             check_cancel(cancel)
@@ -211,10 +214,16 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     full_shrink = full_shrink.to(dev, dtype)
     evecs_dev = evecs.to(dev, dtype)
     best_dev = torch.from_numpy(best_index).to(dev)
-    weights = np.empty((p, n_voxels), dtype=np.float32)
+    # float32 on CPU: each block's weights overwrite its own X'Y columns (no second (p, v) array).
+    in_place = dtype == torch.float32 and dev.type == "cpu"
+    weights = cross.numpy() if in_place else np.empty((p, n_voxels), dtype=np.float32)
     for cols in blocks:
         rotated = evecs_dev.T @ cross[:, cols]
-        weights[:, cols] = (evecs_dev @ (full_shrink[:, best_dev[cols]] * rotated)).float().cpu().numpy()
+        block_weights = evecs_dev @ (full_shrink[:, best_dev[cols]] * rotated)
+        if in_place:
+            cross[:, cols] = block_weights
+        else:
+            weights[:, cols] = block_weights.float().cpu().numpy()
         step += 1
         check_cancel(cancel)
         report("fit", step, total_steps, "refit")
@@ -276,7 +285,7 @@ def _block_size(memory_budget_gb: float, n: int, p: int, n_held: int, n_alphas: 
     if not budget > 0:
         raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.")
     itemsize = 8 if dtype == torch.float64 else 4
-    per_voxel = itemsize * (2 * n_alphas * n_held + 3 * n_held + 3 * p + n) + 8 * n_alphas
+    per_voxel = itemsize * (n_alphas * n_held + 3 * n_held + 3 * p + n) + 8 * n_alphas
     fixed = itemsize * (n_alphas * n_held * p + n * p) + 8 * 3 * p * p
     room = max(budget - fixed, per_voxel)
     return int(max(1, min(MAX_BLOCK_VOXELS, room // per_voxel)))

@@ -134,6 +134,8 @@ def load_assembly_into_session(path: str, subject: str = "", stories: tuple[str,
     assembly = _load_assembly_cached(path, _mtime(path), subject, tuple(stories), str(dirs().cache))
     st.session_state[ASSEMBLY_KEY] = (path, subject, tuple(stories))
     st.session_state.pop(AUDIO_MATCHES_KEY, None)
+    for widget_key in ("test_story_pick", "setup_test_story", "story_subset"):  # options changed
+        st.session_state.pop(widget_key, None)
     cfg = config()
     if cfg.assembly.path != path or cfg.assembly.subject != subject:
         cfg.assembly.audio_overrides = {}
@@ -155,6 +157,15 @@ def base_assembly():
         st.error(f"The assembly {path} can no longer be loaded: {exc}")
         st.session_state.pop(ASSEMBLY_KEY, None)
         return None
+
+
+def all_story_names() -> list[str]:
+    """Every story of the loaded source (before any subset), or [] when nothing is loaded."""
+    source = st.session_state.get(ASSEMBLY_KEY)
+    if source is None:
+        return []
+    path, subject, _ = source
+    return _load_assembly_cached(path, _mtime(path), subject, (), str(dirs().cache)).stories
 
 
 def assembly():

@@ -1,6 +1,8 @@
 """Assembly: pick a source (demo, .h5, reference .pkl, LeBel folder, upload); summary and checks."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -81,6 +83,16 @@ cols[3].metric("Span", f"{sum(durations) / 60:.1f} min")
 cols[4].metric("TR", f"{current.tr:g} s")
 st.caption(f"Subject **{current.subject}** · space: {current.space.describe()}")
 st.dataframe(current.summary_rows(), hide_index=True)
+
+if not Path(str(cfg.assembly.path)).is_dir():  # LeBel folders choose their stories above
+    everything = common.all_story_names()
+    chosen = st.multiselect("Stories in the experiment (fewer stories = a faster run)", everything,
+                            default=current.stories, key="story_subset")
+    if chosen and chosen != current.stories and st.button("Use these stories", key="use_stories"):
+        with common.user_errors("Selecting stories"):
+            path, subject, _ = st.session_state[common.ASSEMBLY_KEY]
+            common.load_assembly_into_session(path, subject, tuple(chosen) if chosen != everything else ())
+            st.rerun()
 
 test_story = st.selectbox("Test story (held out in train/test mode)", current.stories,
                           index=current.stories.index(current.effective_test_story()), key="test_story_pick")

@@ -90,10 +90,13 @@ def test_float32_blocks_and_budget_do_not_change_the_result():
     big = ridge_nested_cv(X, Y, folds, ALPHAS)
     tiny = ridge_nested_cv(X, Y, folds, ALPHAS, memory_budget_gb=1e-6)  # one voxel per block
     np.testing.assert_allclose(big.cv_scores, tiny.cv_scores, atol=1e-6)
-    np.testing.assert_array_equal(big.best_alphas, tiny.best_alphas)
-    np.testing.assert_allclose(big.weights, tiny.weights, atol=1e-6)
+    # float32 rounding may flip near-ties (score gap < 1e-5); elsewhere the choice is identical
+    top2 = np.sort(big.cv_scores, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 1e-5
+    np.testing.assert_array_equal(big.best_alphas[clear], tiny.best_alphas[clear])
+    np.testing.assert_allclose(big.weights[:, clear], tiny.weights[:, clear], atol=1e-6)
     naive = naive_cv_scores(X.astype(np.float64), Y.astype(np.float64), folds, ALPHAS)
-    np.testing.assert_allclose(big.cv_scores, naive, atol=2e-4)
+    np.testing.assert_allclose(big.cv_scores, naive, atol=2e-5)
 
 
 def test_single_alpha_is_best_mean_over_voxels():

@@ -192,3 +192,25 @@ def test_too_short_test_story_for_the_permutation_blocks_fails_before_features(t
     with pytest.raises(ConfigError, match="stats.block_length"):
         run_experiment(config, assembly=planted.assembly, feature_source=source)
     assert calls == []
+
+
+def test_missing_audio_is_reported_for_every_story_before_features(tmp_path):
+    from encoding_core.errors import AudioError
+    from tiny_experiment import write_story_audio
+
+    planted = make_planted()
+    (tmp_path / "audio").mkdir()
+    write_story_audio(tmp_path / "audio" / "story0.wav", 160.0, seed=0)
+    config = planted_config(tmp_path)
+    config.assembly.audio_dir = str(tmp_path / "audio")
+    calls = []
+
+    def source(story, progress=None, cancel=None):
+        calls.append(story.name)
+        return planted.features[story.name]
+
+    with pytest.raises(AudioError) as info:
+        run_experiment(config, assembly=planted.assembly, feature_source=source)
+    message = str(info.value)
+    assert all(name in message for name in ("story1", "story2", "story3")) and "story0" not in message
+    assert "audio_dir" in message and calls == []

@@ -1,0 +1,84 @@
+"""Numerical edge cases: constant / all-NaN voxels, zero-variance features, p > n, one story.
+
+Every result must be defined (no NaN), undefined correlations are 0, and a warning says why.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from encoding_core.folds import make_folds
+from encoding_core.preprocessing import zscore
+from encoding_core.ridge import ridge_nested_cv
+from encoding_core.stats import (block_permutation_pvalues, fdr_bh, noise_ceiling, pearson_pvalues,
+                                 pearson_r)
+
+ALPHAS = np.logspace(-1, 8, 10)
+
+
+def data(seed=0, n=120, p=10, v=8):
+    gen = np.random.default_rng(seed)
+    X = gen.standard_normal((n, p))
+    Y = X @ gen.standard_normal((p, v)) + gen.standard_normal((n, v))
+    return X, Y
+
+
+def test_constant_and_nan_voxels_score_zero_with_warning(caplog):
+    X, Y = data()
+    Y[:, 0] = 3.0
+    Y[:, 1] = np.nan
+    Y[5, 2] = np.nan
+    folds = make_folds(120, "chunked", 5, chunk_length=10, seed=0)
+    with caplog.at_level(logging.WARNING):
+        fit = ridge_nested_cv(X, Y, folds, ALPHAS)
+    assert "NaN/inf" in caplog.text
+    assert np.isfinite(fit.weights).all() and np.isfinite(fit.cv_scores).all()
+    assert not fit.cv_scores[:, :2].any()  # constant / missing voxels: r = 0 for every alpha
+    assert not fit.weights[:, 1].any()
+    pred = fit.predict(X)
+    r = pearson_r(Y, pred)
+    assert np.isfinite(r).all() and r[0] == 0 and r[1] == 0 and np.isfinite(np.median(r))
+    p = pearson_pvalues(r, 120)
+    assert np.isfinite(p).all() and p[0] == 1.0
+    assert np.isfinite(fdr_bh(p)[1]).all()
+    perm = block_permutation_pvalues(Y, pred, block_length=10, n_permutations=50)
+    assert perm[0] == 1.0 and perm[1] == 1.0 and np.isfinite(perm).all()
+
+
+def test_zero_variance_features_and_all_zero_features():
+    X, Y = data(seed=1)
+    X[:, 3] = 0.0
+    X = zscore(np.column_stack([X, np.full(120, 5.0)]))  # constant column -> zeros
+    folds = make_folds(120, "contiguous", 4)
+    fit = ridge_nested_cv(X, Y, folds, ALPHAS)
+    assert np.isfinite(fit.weights).all()
+    assert np.abs(fit.weights[[3, 10]]).max() < 1e-8 * np.abs(fit.weights).max()  # features that never vary
+    zero = ridge_nested_cv(np.zeros((120, 4)), Y, folds, ALPHAS)
+    assert not zero.weights.any() and not zero.cv_scores.any()
+    assert np.isfinite(zero.best_alphas).all()
+
+
+def test_more_features_than_trs_gives_finite_results():
+    X, Y = data(seed=2, n=40, p=200, v=5)
+    fit = ridge_nested_cv(X, Y, make_folds(40, "contiguous", 4), ALPHAS)
+    assert np.isfinite(fit.weights).all() and np.isfinite(fit.cv_scores).all()
+
+
+def test_single_training_story(caplog):
+    X, Y = data(seed=3, n=100)
+    with caplog.at_level(logging.WARNING):
+        folds = make_folds(100, "story", 5, groups=np.repeat("only", 100), chunk_length=10)
+    assert "Only one story" in caplog.text
+    fit = ridge_nested_cv(X, Y, folds, ALPHAS)
+    assert np.isfinite(fit.weights).all()
+
+
+def test_noise_ceiling_with_constant_and_nan_voxels():
+    gen = np.random.default_rng(4)
+    reps = gen.standard_normal((4, 50, 5))
+    reps[:, :, 0] = 1.0
+    reps[1, 3, 1] = np.nan
+    ev, ceiling = noise_ceiling(reps)
+    assert np.isfinite(ev).all() and np.isfinite(ceiling).all()
+    assert ev[0] == 0 and ev[1] == 0 and ((ev >= 0) & (ev <= 1)).all()
