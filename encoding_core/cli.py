@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -36,6 +37,10 @@ def _build_parser() -> argparse.ArgumentParser:
     common(train)
     sweep = sub.add_parser("sweep", help="fit every layer listed in CONFIG.toml (layers = \"all\" for all)")
     sweep.add_argument("config", help="experiment TOML file")
+    cluster = sweep.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on a Dask cluster: the scheduler's address, e.g. tcp://HOST:8786")
+    cluster.add_argument("--workers", type=int, metavar="N", help="run on N local Dask worker processes")
     common(sweep)
     demo = sub.add_parser("demo", help="run the built-in simulated demo end to end, all layers")
     common(demo)
@@ -84,14 +89,19 @@ def summary_table(run: Any) -> str:
     return "\n".join(lines)
 
 
-def _run(config: ExperimentConfig, quiet: bool) -> int:
+def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None) -> int:
     from .pipeline import run_experiment
     from .progress import TqdmProgress
     from .runstore import RunStore
 
     progress = None if quiet else TqdmProgress()
     try:
-        run_id = run_experiment(config, progress=progress)
+        if scheduler:
+            from .distributed import run_sweep_distributed
+
+            run_id = run_sweep_distributed(config, scheduler=scheduler, progress=progress)
+        else:
+            run_id = run_experiment(config, progress=progress)
     finally:
         if progress is not None:
             progress.close()
@@ -115,7 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    return _run(_load_config(args), args.quiet)
+    scheduler = args.scheduler or (f"local:{args.workers}" if args.workers is not None else None)
+    return _run(_load_config(args), args.quiet, scheduler)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -162,12 +173,23 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "demo": cmd_demo, "runs": cm
             "config-template": cmd_config_template, "job-run": cmd_job_run}
 
 
+def _silence_library_progress_bars() -> None:
+    """``--quiet``: no Hugging Face progress bars (e.g. transformers' "Loading weights") on stderr."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub / transformers import
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failed/cancelled, 2 user error, 130 Ctrl-C)."""
     args = _build_parser().parse_args(argv)
     quiet = getattr(args, "quiet", False)
     if args.command != "job-run":
         logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s")
+    if quiet:
+        _silence_library_progress_bars()
     try:
         return COMMANDS[args.command](args)
     except JobCancelled as exc:

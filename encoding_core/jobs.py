@@ -35,7 +35,7 @@ from .config import ExperimentConfig
 from .errors import EncodingCoreError, InputError, JobCancelled
 from .progress import EtaTracker
 from .runstore import RUN_ID_PATTERN, new_run_id, process_alive, process_start_ticks
-from .storage import atomic_write_text, ensure_dir
+from .storage import atomic_write_text, check_writable, ensure_dir
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ class JobStatus:
     config_name: str = ""
     resume_of: Optional[str] = None
     pid: Optional[int] = None
+    scheduler: Optional[str] = None
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_final(self) -> bool:
@@ -100,11 +102,13 @@ class FileProgress:
         self._last_write = 0.0
         self._last_stage = ""
         self._record: dict[str, Any] = {}
+        self.workers: dict[str, dict[str, Any]] = {}
 
     def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
         self.stages[stage] = {"done": int(done), "total": int(total)}
         self._record = {"stage": stage, "done": int(done), "total": int(total), "message": message,
-                        "eta_s": self._eta.eta(stage, done, total), "stages": self.stages, "updated": _now_iso()}
+                        "eta_s": self._eta.eta(stage, done, total), "stages": self.stages, "updated": _now_iso(),
+                        "workers": self.workers}
         now = time.monotonic()
         if stage != self._last_stage or done >= total or now - self._last_write >= self.min_interval_s:
             self.flush()
@@ -113,6 +117,13 @@ class FileProgress:
     def flush(self) -> None:
         if self._record:
             _write_json(self.path, self._record)
+
+    def set_workers(self, snapshot: dict[str, dict[str, Any]]) -> None:
+        """Record per-worker progress of a Dask sweep (``encoding_core.distributed.WorkerTracker.snapshot``)."""
+        self.workers = snapshot
+        self._record = dict(self._record or {"stage": "", "done": 0, "total": 0, "message": ""},
+                            workers=snapshot, updated=_now_iso())
+        self.flush()
 
 
 class FileCancelFlag:
@@ -151,11 +162,21 @@ class JobManager:
         return path
 
     # -- starting -------------------------------------------------------------------
-    def start(self, config: ExperimentConfig, resume_of: Optional[str] = None) -> str:
-        """Save the config in a new job folder and start the worker process; return the job id."""
+    def start(self, config: ExperimentConfig, resume_of: Optional[str] = None, scheduler: Optional[str] = None) -> str:
+        """Save the config in a new job folder and start the worker process; return the job id.
+
+        scheduler: run on a Dask cluster (``"tcp://HOST:8786"`` or ``"local:N"``), see
+        :func:`encoding_core.distributed.run_sweep_distributed`; None runs in the job process.
+        """
+        if scheduler is not None:
+            from .distributed import parse_scheduler
+
+            parse_scheduler(scheduler)  # a bad address fails here, not in the worker
         config = ExperimentConfig.from_dict(config.to_dict())  # a validated copy
         config.results_dir = str(Path(config.results_dir).expanduser().absolute())
         config.cache_dir = str(Path(config.cache_dir).expanduser().absolute())
+        for folder in (config.results_dir, config.cache_dir):  # fail here, not minutes later in the worker
+            check_writable(folder)
         ensure_dir(self.root)
         for _ in range(100):
             job_id = new_run_id()
@@ -171,7 +192,7 @@ class JobManager:
                 raise storage_error(path, exc) from None
         config.save(path / "config.toml")
         record = {"job_id": job_id, "config_name": config.name, "created": _now_iso(), "resume_of": resume_of,
-                  "cwd": os.getcwd()}
+                  "cwd": os.getcwd(), "scheduler": scheduler}
         _write_json(path / "job.json", record)
         _write_json(path / "state.json", {"state": QUEUED})
         env = dict(os.environ)
@@ -197,7 +218,8 @@ class JobManager:
         if not status.is_final:
             raise InputError(f"Job {job_id} is still {status.state}; cancel it before resuming.")
         config = ExperimentConfig.load(self.job_dir(job_id) / "config.toml")
-        return self.start(config, resume_of=job_id)
+        scheduler = _read_json(self.job_dir(job_id) / "job.json").get("scheduler")
+        return self.start(config, resume_of=job_id, scheduler=scheduler)
 
     # -- watching -------------------------------------------------------------------
     def _pid(self, job_id: str, path: Path) -> tuple[Optional[int], Optional[int]]:
@@ -234,7 +256,8 @@ class JobManager:
             total=int(progress.get("total", 0)), message=progress.get("message", ""), eta_s=progress.get("eta_s"),
             stages=progress.get("stages", {}), run_id=state.get("run_id"), error=state.get("error"),
             started=state.get("started"), finished=state.get("finished"), config_name=job.get("config_name", ""),
-            resume_of=job.get("resume_of"), pid=pid,
+            resume_of=job.get("resume_of"), pid=pid, scheduler=job.get("scheduler"),
+            workers=progress.get("workers") or {},
         )
 
     def list(self) -> list[JobStatus]:
@@ -333,7 +356,14 @@ def run_job(job_dir: Union[str, Path]) -> int:
         threads = _set_threads()
         logger.info("Job %s: pid %d, %d threads", path.name, pid, threads)
         config = ExperimentConfig.load(path / "config.toml")
-        run_id = run_experiment(config, progress=progress, cancel=FileCancelFlag(path / "cancel"))
+        scheduler = _read_json(path / "job.json").get("scheduler")
+        if scheduler:
+            from .distributed import run_sweep_distributed
+
+            run_id = run_sweep_distributed(config, scheduler=scheduler, progress=progress,
+                                           cancel=FileCancelFlag(path / "cancel"), on_workers=progress.set_workers)
+        else:
+            run_id = run_experiment(config, progress=progress, cancel=FileCancelFlag(path / "cancel"))
     except JobCancelled as exc:
         progress.flush()
         _write_json(path / "state.json", dict(base, state=CANCELLED, error=str(exc), finished=_now_iso()))

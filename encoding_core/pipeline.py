@@ -33,6 +33,7 @@ from .assembly import Assembly, Story
 from .config import ExperimentConfig, RidgeConfig, StatsConfig
 from .errors import AudioError, ConfigError, JobCancelled
 from .progress import CancelFlag, ProgressCallback, check_cancel, null_progress
+from .storage import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -594,6 +595,10 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
     progress = progress or null_progress
     timer = StageTimer()
     started = time.perf_counter()
+    store = run_store if run_store is not None else RunStore(config.results_dir)
+    check_writable(store.results_dir)  # a read-only or full disk fails now, not after the features
+    if feature_source is None and config.cache_dir:
+        check_writable(config.cache_dir)
     with timer("load"):
         assembly = select_stories(assembly if assembly is not None else load_experiment_assembly(config), config)
         targets = prepare_targets(assembly, config)
@@ -614,7 +619,6 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         prepared[layers[0]] = prepare_features(story_features, assembly, config, layers[0], downsampler)
         check_lengths(prepared[layers[0]], targets, config)  # same lengths for every layer: fail before fitting
 
-    store = run_store if run_store is not None else RunStore(config.results_dir)
     writer = store.create(config, {
         "subject": assembly.subject, "simulated": bool(assembly.simulated), "layers": layers,
         "stories": assembly.stories, "test_story": targets.test_story, "n_voxels": assembly.n_voxels,

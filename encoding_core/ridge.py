@@ -228,8 +228,10 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         check_cancel(cancel)
         report("fit", step, total_steps, "refit")
 
-    if n_bad_voxels or not np.any(mean_scores):
-        logger.warning("Cross-validation scores are 0 for every alpha in some voxels (constant or missing data).")
+    n_flat = int((~mean_scores.any(axis=0)).sum())
+    if n_flat:
+        logger.warning("%d of %d voxels score 0 for every alpha (constant or missing data, or no usable "
+                       "features); they get the smallest alpha.", n_flat, n_voxels)
     return RidgeFit(weights=weights, best_alphas=grid[best_index].copy(), cv_scores=mean_scores.astype(np.float32),
                     alphas=grid.copy(), alpha_scale=alpha_scale)
 

@@ -43,6 +43,28 @@ def ensure_dir(path: PathLike) -> Path:
     return path
 
 
+def check_writable(folder: PathLike) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it; else raise StorageError.
+
+    Writes, fsyncs and removes one 1-byte temporary file, so a read-only or completely full
+    disk is reported before long work starts (a nearly full one is still caught at write time).
+    """
+    folder = ensure_dir(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise storage_error(folder, exc) from None
+    try:
+        os.write(fd, b"\0")
+        os.fsync(fd)
+    except OSError as exc:
+        raise storage_error(folder, exc) from None
+    finally:
+        os.close(fd)
+        Path(probe).unlink(missing_ok=True)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync and rename it to ``path``.

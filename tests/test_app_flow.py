@@ -26,7 +26,7 @@ def _page(at: AppTest, page: str) -> None:
 
 
 @pytest.mark.slow
-def test_demo_to_results_flow(tmp_path, monkeypatch):
+def test_demo_to_results_flow(tmp_path, tmp_path_factory, monkeypatch):
     from encoding_core.demo import demo_story_names
     from encoding_core.jobs import JobManager
     from encoding_core.runstore import RunStore
@@ -34,6 +34,8 @@ def test_demo_to_results_flow(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ENCODING_STUDIO_HOME", str(tmp_path))
     monkeypatch.setenv("ENCODING_STUDIO_DATA_ROOTS", str(tmp_path))
+    # features are shared with the browser test (same stories, stride and context): one extraction
+    monkeypatch.setenv("ENCODING_STUDIO_CACHE", str(tmp_path_factory.getbasetemp() / "app-feature-cache"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
 

@@ -66,3 +66,28 @@ def test_mean_pool_and_batching_agree_with_single_windows(tmp_path, audio_file):
     with torch.inference_mode():
         hidden = loaded.encoder(torch.from_numpy(normalised)[None], output_hidden_states=True).hidden_states
     np.testing.assert_allclose(batched[1, 3], hidden[2][0].mean(dim=0).numpy(), atol=1e-5)
+
+
+def test_progress_counts_windows_and_cancel_stops_between_batches(tmp_path, audio_file):
+    import threading
+
+    from encoding_core.errors import JobCancelled
+    from encoding_core.features import list_cache_entries
+
+    folder = save_tiny_model(tmp_path / "hubert", "hubert", seed=2)
+    config = {"model_name": str(folder), "chunk_size": 0.5, "context_size": 1.0, "device": "cpu", "batch_size": 1}
+    calls = []
+    story = SpeechFeatureExtractor(config).extract_story(audio_file, progress=lambda *a: calls.append(a))
+    assert [c[:3] for c in calls] == [("features", i, story.n_windows) for i in range(story.n_windows + 1)]
+
+    cancel = threading.Event()
+
+    def cancel_after_two(stage, done, total, message=""):
+        if done >= 2:
+            cancel.set()
+
+    cache = tmp_path / "cache"
+    with pytest.raises(JobCancelled):
+        SpeechFeatureExtractor(config, cache_dir=cache).extract_story(audio_file, progress=cancel_after_two,
+                                                                      cancel=cancel)
+    assert list_cache_entries(cache) == []  # nothing half-written

@@ -120,7 +120,7 @@ def test_audio_after_the_window_does_not_change_last_or_mean(clip, whisper):
 
 
 def test_batched_equals_one_at_a_time_and_log_mel_matches_hf(clip, whisper):
-    ends = np.array([1.0, 2.0, 4.0, 5.0])
+    ends = np.array([1.0, 4.0, 5.0])
     batched, _ = compute_layers(clip, whisper, FeatureConfig(chunk_size=1.0, context_size=4.0, batch_size=4),
                                 end_times=ends)
     single, _ = compute_layers(clip, whisper, FeatureConfig(chunk_size=1.0, context_size=4.0, batch_size=1),

@@ -40,7 +40,7 @@ META = "meta.json"
 KEY_SETTINGS = ("chunk_size", "context_size", "pool", "target_sample_rate", "include_early_windows",
                 "context_only", "cache_dtype")
 _hash_memo: dict[tuple[str, int, int], str] = {}
-_verified: set[tuple[str, int]] = set()
+_verified: set[tuple[str, tuple[int, ...]]] = set()
 _memo_lock = threading.Lock()
 
 ComputeFn = Callable[[], "tuple[np.ndarray, np.ndarray, dict]"]
@@ -199,14 +199,16 @@ def _open_entry(folder: Path, fields: dict) -> "StoryFeatures":
     expected = ["times.npy", *_layer_names(int(meta.get("n_layers", 0)))]
     if sorted(files) != sorted(expected):
         raise CacheError("its file list does not match its metadata.")
+    stamps = [meta_mtime]
     for name, info in files.items():
         try:
-            size = (folder / name).stat().st_size
+            stat = (folder / name).stat()
         except OSError:
             raise CacheError(f"file {name} is missing.") from None
-        if size != info["bytes"]:
-            raise CacheError(f"file {name} has {size} bytes, expected {info['bytes']} (truncated?).")
-    verified_key = (str(folder), meta_mtime)
+        if stat.st_size != info["bytes"]:
+            raise CacheError(f"file {name} has {stat.st_size} bytes, expected {info['bytes']} (truncated?).")
+        stamps.append(stat.st_mtime_ns)
+    verified_key = (str(folder), tuple(stamps))  # checksums re-verified whenever any file changes
     if verified_key not in _verified:
         for name, info in files.items():
             if _file_sha256(folder / name) != info["sha256"]:
@@ -258,7 +260,6 @@ def _write_entry(root: Path, final: Path, key: str, fields: dict, layers: np.nda
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _verified.add((str(final), (final / META).stat().st_mtime_ns))
     return meta
 
 

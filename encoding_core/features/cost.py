@@ -11,7 +11,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from ..config import FeatureConfig
-from ._audio import audio_duration
+from ..audio import audio_info
 from .cache import is_cached
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def estimate_cost(audio_paths: Sequence[Union[str, Path]], feature_config: Union
     n_windows = 0
     cached = 0
     for path in audio_paths:
-        duration = audio_duration(path)
+        duration = audio_info(path).duration_s
         if duration > LONG_AUDIO_S:
             warnings.append(f"{Path(path).name} lasts {duration / 3600:.1f} h; is this the right file?")
         if cache_dir is not None and is_cached(path, config, cache_dir):

@@ -28,7 +28,7 @@ from ..config import FeatureConfig
 from ..errors import ConfigError, InputError
 from ..progress import CancelFlag, ProgressCallback, check_cancel
 from . import cache as feature_cache
-from ._audio import read_audio
+from ..audio import load_audio
 from .models import LoadedModel, load_model, model_facts
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class SpeechFeatureExtractor:
 
         def compute() -> tuple[np.ndarray, np.ndarray, dict]:
             loaded = self.load_model()
-            audio = read_audio(audio_path, self._sample_rate(loaded))
+            audio = load_audio(audio_path, target_sr=int(self._sample_rate(loaded)))
             layers, times = compute_layers(audio, loaded, self.config, progress=progress, cancel=cancel,
                                            label=audio_path.name)
             return layers, times, {"device": str(loaded.device), "precision_used": loaded.precision}

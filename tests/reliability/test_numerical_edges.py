@@ -60,7 +60,7 @@ def test_zero_variance_features_and_all_zero_features():
 
 
 def test_more_features_than_trs_gives_finite_results():
-    X, Y = data(seed=2, n=40, p=200, v=5)
+    X, Y = data(seed=2, n=40, p=60, v=5)
     fit = ridge_nested_cv(X, Y, make_folds(40, "contiguous", 4), ALPHAS)
     assert np.isfinite(fit.weights).all() and np.isfinite(fit.cv_scores).all()
 

@@ -1,0 +1,124 @@
+"""A real browser drives the app: Home -> "Run the demo" -> Train -> Results, with screenshots.
+
+Starts ``streamlit run app.py`` on a free loopback port in a temporary working folder and
+uses Debian's Chromium through Playwright. The demo runs for real with the documented
+``ENCODING_STUDIO_DEMO_PRESET=tiny`` preset (three stories, 2.5 s stride). Screenshots of
+every page go to ``test-artifacts/screenshots/``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+PAGES = [("Home", ""), ("Assembly", "assembly"), ("Audio", "audio"), ("Model & layer", "model"),
+         ("Setup", "setup"), ("Train", "train"), ("Results", "results")]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    port = _free_port()
+    env = dict(os.environ, ENCODING_STUDIO_HOME=str(tmp_path), ENCODING_STUDIO_DEMO_PRESET="tiny",
+               ENCODING_STUDIO_CACHE=str(tmp_path_factory.getbasetemp() / "app-feature-cache"),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
+    log = open(tmp_path / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        # stop any job worker the app started (they run in their own sessions)
+        for pid_file in (tmp_path / ".encoding_studio" / "jobs").glob("*/job.json"):
+            import json
+
+            pid = json.loads(pid_file.read_text()).get("pid")
+            state = pid_file.parent / "state.json"
+            if pid and state.exists() and json.loads(state.read_text()).get("state") in ("queued", "running"):
+                try:
+                    os.killpg(pid, 15)
+                except OSError:
+                    pass
+
+
+def _settle(page, timeout_ms: int = 120_000) -> None:
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+    page.wait_for_timeout(800)
+
+
+def test_demo_in_a_real_browser(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server)
+            _settle(page)
+            page.get_by_role("button", name="Run the demo").click()
+            page.wait_for_url("**/train", timeout=180_000)
+            _settle(page, 180_000)
+            # the run takes the demo's real cost; the Train fragment refreshes on its own
+            page.get_by_role("button", name="Show the results").wait_for(timeout=1_200_000)
+            assert page.get_by_text("SIMULATED DATA").first.is_visible()
+            page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
+            page.get_by_role("button", name="Show the results").click()
+            page.wait_for_url("**/results", timeout=60_000)
+            _settle(page)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            assert page.get_by_text("SIMULATED RUN").first.is_visible()
+            assert page.locator("[data-testid='stPlotlyChart']").count() >= 2
+            page.wait_for_timeout(2500)
+            page.screenshot(path=str(SHOTS / "results.png"), full_page=True)
+            for title, slug in PAGES:
+                if slug in ("train", "results"):
+                    continue
+                page.goto(f"{server}/{slug}")
+                _settle(page)
+                assert page.locator("[data-testid='stException']").count() == 0, f"{title} shows a traceback"
+                page.screenshot(path=str(SHOTS / f"{slug or 'home'}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert all((SHOTS / f"{slug or 'home'}.png").is_file() for _, slug in PAGES)
