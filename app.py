@@ -14,10 +14,11 @@ from pages._common import PAGES, sidebar_state
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-st.set_page_config(page_title="Encoding Studio", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="Encoding Studio", page_icon=":material/neurology:", layout="wide")
 
-ICONS = {"Home": "🏠", "Assembly": "📂", "Audio": "🔊", "Model & layer": "🧩", "Setup": "⚙️",
-         "Train": "🏋️", "Results": "🧠"}
+ICONS = {"Home": ":material/home:", "Assembly": ":material/folder_open:", "Audio": ":material/graphic_eq:",
+         "Model & layer": ":material/layers:", "Setup": ":material/tune:", "Train": ":material/model_training:",
+         "Results": ":material/neurology:"}
 
 
 def _page(title: str) -> st.Page:

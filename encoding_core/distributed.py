@@ -38,7 +38,7 @@ import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from .config import ExperimentConfig
 from .errors import ClusterError, ConfigError, EncodingCoreError, InputError, JobCancelled
@@ -143,10 +143,12 @@ def connect(scheduler: Optional[str] = None, n_workers: Optional[int] = None,
 # Per-worker progress
 # --------------------------------------------------------------------------------------
 class WorkerTracker:
-    """Which worker did what: counts of stories and layers done, seconds spent, tasks running now.
+    """Which worker did what: counts of stories and layers done, seconds spent, tasks it holds now.
 
     Thread-safe. :meth:`snapshot` is JSON-serialisable:
-    ``{worker_address: {"stories": int, "layers": int, "seconds": float, "running": [labels]}}``.
+    ``{worker_address: {"stories": int, "layers": int, "seconds": float, "running": [labels]}}``
+    where ``running`` lists this sweep's unfinished tasks assigned to the worker (running or
+    queued there, refreshed about once a second), e.g. ``["story story3", "layer 5"]``.
     """
 
     def __init__(self, on_change: Optional[WorkersCallback] = None) -> None:
@@ -394,7 +396,8 @@ class _Watcher:
                            self.no_worker_timeout_s)
         elif now - self._no_workers_since > self.no_worker_timeout_s:
             raise self._lost(f"it has had no workers for {self.no_worker_timeout_s:.0f} s")
-        self.tracker.running({str(worker): [self._labels.get(str(key), str(key)) for key in keys]
+        pending = {str(future.key) for future in self.pending}
+        self.tracker.running({str(worker): [self._labels[str(key)] for key in keys if str(key) in pending]
                               for worker, keys in processing.items()})
 
 
@@ -493,9 +496,9 @@ def run_sweeps_distributed(configs: Sequence[ExperimentConfig], scheduler: Optio
     if not configs:
         raise InputError("run_sweeps_distributed needs at least one experiment config.")
     progress = progress or null_progress
+    parse_scheduler(scheduler, n_workers)  # a bad address fails before anything starts
     configs = [shareable_config(config) for config in configs]
-    plans = [_plan(config, progress) for config in configs]
-    parse_scheduler(scheduler, n_workers)  # bad addresses fail before anything starts
+    plans = [_plan(config, progress) for config in configs]  # bad input fails before any cluster work
     tracker = WorkerTracker(on_workers)
     with _tracker_lock:
         _current_tracker = tracker

@@ -175,8 +175,7 @@ class JobManager:
         config = ExperimentConfig.from_dict(config.to_dict())  # a validated copy
         config.results_dir = str(Path(config.results_dir).expanduser().absolute())
         config.cache_dir = str(Path(config.cache_dir).expanduser().absolute())
-        for folder in (config.results_dir, config.cache_dir):  # fail here, not minutes later in the worker
-            check_writable(folder)
+        check_writable(config.results_dir)  # fail here, not minutes later in the worker (a cache may be read-only)
         ensure_dir(self.root)
         for _ in range(100):
             job_id = new_run_id()

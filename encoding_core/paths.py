@@ -126,6 +126,24 @@ def allowed_roots(env: Optional[Mapping[str, str]] = None, cwd: Optional[Path] =
     return tuple(dict.fromkeys(roots))
 
 
+MAX_PATH_BYTES = 4096
+"""Longest path accepted from a user (Linux PATH_MAX); each name may have at most MAX_NAME_BYTES."""
+MAX_NAME_BYTES = 255
+
+
+def check_path_text(text: str) -> None:
+    """Refuse (PathNotAllowedError) text no real path has: NUL characters, over-long paths or names."""
+    if "\x00" in text:
+        raise PathNotAllowedError("The path contains a NUL character, which no file name can hold; "
+                                  "type a normal path.")
+    encoded = os.fsencode(text)
+    longest = max((len(os.fsencode(part)) for part in Path(text).parts), default=0)
+    if len(encoded) > MAX_PATH_BYTES or longest > MAX_NAME_BYTES:
+        raise PathNotAllowedError(
+            f"The path {text[:40]!r}... is too long ({len(encoded)} bytes, longest name {longest} bytes; "
+            f"the limits are {MAX_PATH_BYTES} and {MAX_NAME_BYTES}); type a shorter path.")
+
+
 def resolve_user_path(text: str, roots: Optional[Sequence[Path]] = None, must_exist: bool = True) -> Path:
     """Resolve a path typed by a user; raise PathNotAllowedError outside every allowed root.
 
@@ -136,8 +154,7 @@ def resolve_user_path(text: str, roots: Optional[Sequence[Path]] = None, must_ex
     """
     if not isinstance(text, (str, os.PathLike)) or not str(text).strip():
         raise InputError("The path is empty; type the path of a file or folder.")
-    if "\x00" in str(text):
-        raise InputError("The path contains a NUL character; type a normal path.")
+    check_path_text(str(text))
     raw = Path(str(text).strip()).expanduser()
     roots = allowed_roots() if roots is None else tuple(Path(r).resolve() for r in roots)
     try:

@@ -597,8 +597,6 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
     started = time.perf_counter()
     store = run_store if run_store is not None else RunStore(config.results_dir)
     check_writable(store.results_dir)  # a read-only or full disk fails now, not after the features
-    if feature_source is None and config.cache_dir:
-        check_writable(config.cache_dir)
     with timer("load"):
         assembly = select_stories(assembly if assembly is not None else load_experiment_assembly(config), config)
         targets = prepare_targets(assembly, config)

@@ -56,7 +56,7 @@ with right:
         runs = common.run_store().list()
     audio_found = common.stories_with_audio(current) if current is not None else None
     for step in experiment_checklist(cfg, current, audio_found, runs):
-        mark = "✅" if step.done else "⬜"
+        mark = ":material/check_box:" if step.done else ":material/check_box_outline_blank:"
         st.page_link(common.PAGES[step.page], label=f"{mark} {step.title} — {step.detail}")
 
 st.subheader("Recent runs")

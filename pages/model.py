@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-
 import streamlit as st
 
 from encoding_core import viz
@@ -33,7 +31,7 @@ choice = st.selectbox("Speech model", PRESETS + [CUSTOM],
 if choice == CUSTOM:
     custom = st.text_input("Hugging Face id or local folder", value="" if feat.model_name in PRESETS
                            else feat.model_name, key="model_custom")
-    if custom and Path(custom).expanduser().exists():
+    if custom.strip().startswith(("/", "~", ".")):  # a local folder (checked against the data roots)
         resolved = common.user_path(custom, "Model folder")
         model_name = str(resolved) if resolved is not None else None
     else:
@@ -103,7 +101,7 @@ feat.precision = c2.selectbox("Precision", PRECISIONS, index=PRECISIONS.index(fe
 current = common.assembly()
 if current is None:
     st.info("Load an assembly and map its audio to see the cache state and the cost estimate.")
-    st.page_link(common.PAGES["Assembly"], label="Go to Assembly", icon="📂")
+    st.page_link(common.PAGES["Assembly"], label="Go to Assembly", icon=":material/folder_open:")
     st.stop()
 if current.simulated:
     common.simulated_banner("assembly")
@@ -111,7 +109,7 @@ if current.simulated:
 audio_paths = [p for p in current.get_audio_path() if p]
 if not audio_paths:
     st.info("No story has audio yet; map it on the Audio page to see the cost.")
-    st.page_link(common.PAGES["Audio"], label="Go to Audio", icon="🔊")
+    st.page_link(common.PAGES["Audio"], label="Go to Audio", icon=":material/graphic_eq:")
     st.stop()
 
 

@@ -16,7 +16,7 @@ with common.user_errors("Listing runs"):
     runs = [r for r in store.list() if r.is_complete]
 if not runs:
     st.info("No finished runs yet. Train a model (or run the demo from Home) first.")
-    st.page_link(common.PAGES["Train"], label="Go to Train", icon="🏋️")
+    st.page_link(common.PAGES["Train"], label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 ids = [r.run_id for r in runs]
@@ -63,7 +63,7 @@ if not metrics:
     st.stop()
 if simulated:
     st.error("**SIMULATED RUN** – this run used the demo's simulated brain data. The planted regions are outlined "
-             "in black; a good model recovers them. Nothing here is a finding about real brains.", icon="🧪")
+             "in black; a good model recovers them. Nothing here is a finding about real brains.", icon=":material/science:")
 
 profile = layer_profile(metrics)
 best_layer = profile["layers"][int(np.nanargmax(profile["median_r"]))]
@@ -89,8 +89,15 @@ if ceiling is not None and np.isfinite(ceiling).any():
     kinds.append("noise-ceiling-normalised r")
 c1, c2, c3 = st.columns(3)
 kind = c1.radio("Value", kinds, key="map_kind")
-significant_only = c2.checkbox("FDR-significant only", value=True, key="sig_only")
-min_r = c3.slider("Minimum r", -1.0, 1.0, 0.0, 0.01, key="min_r")
+any_significant = bool(np.any(a.get("significant_mask", np.zeros(1, dtype=bool))))
+significant_only = c2.checkbox("FDR-significant only", value=any_significant, key="sig_only",
+                               help="Benjamini–Hochberg FDR over all voxels." if any_significant else
+                               "No voxel is FDR-significant in this layer; the map shows all voxels above the "
+                               "minimum r.")
+min_r = c3.slider("Minimum r", -1.0, 1.0, 0.0 if any_significant else 0.1, 0.01, key="min_r")
+if not any_significant:
+    st.caption("No voxel survives Benjamini–Hochberg FDR in this layer (with few permutations the smallest "
+               "possible p-value is 1/(permutations+1)); showing r ≥ the minimum instead.")
 values = a["correlations"] if kind == "correlation r" else ceiling
 shown = viz.thresholded_map(values, a.get("significant_mask") if significant_only else None, min_r)
 vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0

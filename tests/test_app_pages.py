@@ -82,7 +82,7 @@ def test_every_page_renders_empty_state(studio):
     assert not at.exception
     assert at.button(key="run_demo").label == "Run the demo"
     links = [el.proto.label for el in at.get("page_link")]
-    assert any("⬜ Load an assembly" in label for label in links)
+    assert any("check_box_outline_blank: Load an assembly" in label for label in links)
     assert "No runs yet" in texts(at.caption)
     for page in ("assembly", "audio", "setup"):
         open_page(at, page)

@@ -214,20 +214,22 @@ def test_planted_drivers_are_orthogonal_where_the_model_is_fitted(assembly):
     np.testing.assert_allclose(stacked.std(axis=0), 1.0, rtol=1e-3)
 
 
-def test_acoustic_driver_follows_the_sound_level(assembly):
-    """Against an independent measure: RMS level (dB) of the raw samples in each TR."""
+def test_acoustic_driver_follows_the_log_energy(assembly):
+    """Against an independent measure: the mean over 10 ms frames of the frame energy in dB
+    (floored 60 dB below the loudest frame), per TR, from the raw samples."""
     stimulus = demo_drivers(convolved=False)
     for name in assembly.stories:
         audio, rate = sf.read(str(ASSETS / f"{name}.flac"), dtype="float64")
         n_trs = stimulus[name].shape[0]
         padded = np.zeros(n_trs * 2 * rate)
         padded[:audio.size] = audio
-        per_step = (padded.reshape(-1, rate // 10) ** 2).mean(axis=1)          # 0.1 s steps
-        level = 10 * np.log10(np.maximum(per_step, per_step.max() * 1e-6))
-        level_per_tr = level.reshape(n_trs, 20).mean(axis=1)
+        energy = (padded.reshape(-1, rate // 100) ** 2).mean(axis=1)           # 10 ms frames
+        level = 10 * np.log10(np.maximum(energy, energy.max() * 1e-6))
+        level_per_tr = level.reshape(n_trs, 200).mean(axis=1)
         speech = slice(1, int(audio.size / rate / 2) - 1)                      # TRs inside the audio
-        r = np.corrcoef(level_per_tr[speech], stimulus[name][speech, 0])[0, 1]
-        assert r > 0.9, (name, r)
+        r = [np.corrcoef(level_per_tr[speech], stimulus[name][speech, j])[0, 1] for j in range(3)]
+        # Broadband energy and mean log-mel energy weigh frequencies differently: close, not equal.
+        assert r[0] > 0.85 and r[0] > abs(r[2]) + 0.5, (name, r)
 
 
 def test_word_rate_driver_counts_words(assembly):

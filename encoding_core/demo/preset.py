@@ -31,7 +31,7 @@ DEMO_CONTEXT_S = 8.0
 DEMO_TRIM_START_TRS = 5
 DEMO_TRIM_END_TRS = -4
 DEMO_FIR_DELAYS = [1, 2, 3, 4]
-DEMO_PERMUTATIONS = 200
+DEMO_PERMUTATIONS = 2000
 
 
 def demo_config(results_dir: str = "results", cache_dir: str = "cache") -> ExperimentConfig:

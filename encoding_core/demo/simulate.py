@@ -3,8 +3,9 @@
 SIMULATED data, not real fMRI. Six Aesop fables (``assets/demo``, made by
 ``tools/make_demo_stimuli.py``) drive three stimulus signals ("drivers"):
 
-- ``acoustic``: the sound level, dB of the mean log-mel power (32 bands, 80-7600 Hz); the
-  stimuli vary their loudness from phrase to phrase, so it is not just speech vs pause;
+- ``acoustic``: the mean log-mel energy (32 bands, 80-7600 Hz, dB re the story's loudest
+  bin, floored at -60 dB): it follows the sound level (the stimuli vary their loudness from
+  phrase to phrase) and how much of each moment is speech rather than pause;
 - ``word_rate``: words per second (word onsets from the TextGrids);
 - ``narrative``: a slow word-level signal, the mean rarity (-log2 unigram probability over
   all demo words) of the words heard in a Gaussian window (sigma 6 s, about 20 s wide).
@@ -52,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
-SIMULATION_VERSION = 1
+SIMULATION_VERSION = 2
 """Bump whenever the simulation changes its numbers (invalidates cached copies)."""
 
 TR_S = 2.0
@@ -99,8 +100,8 @@ DEMO_REGIONS: dict[str, DemoRegion] = {
             key="auditory", label="Auditory cortex (Heschl's gyrus)", driver="acoustic",
             centres_mm=(("left", (-50.0, -20.0, 8.0)), ("right", (50.0, -20.0, 8.0))),
             radius_mm=15.0, peak_amplitude=1.0,
-            description="Both hemispheres. Follows the loudness of the speech (mean log-mel energy): "
-                        "any speech model, even its first layer, should predict it."),
+            description="Both hemispheres. Follows the acoustic energy of the sound (mean log-mel "
+                        "energy): a speech model's first layers should predict it best."),
         DemoRegion(
             key="sts", label="Superior temporal sulcus", driver="word_rate",
             centres_mm=(("left", (-55.0, -35.0, 0.0)), ("right", (55.0, -35.0, 0.0))),
@@ -228,20 +229,21 @@ def spm_hrf(step_s: float, length_s: float = 32.0) -> np.ndarray:
 
 
 def _acoustic_envelope(stim: _StoryStimulus, grid_len: int) -> np.ndarray:
-    """Sound level per 0.1 s grid step: dB of the mean log-mel power (32 bands, 80-7600 Hz,
-    25 ms windows every 10 ms), floored 60 dB below the story's loudest step."""
+    """Mean log-mel energy per 0.1 s grid step: 32 mel bands (80-7600 Hz, 25 ms windows every
+    10 ms) in dB re the story's loudest bin, each bin floored at -60 dB, averaged over bands
+    and over the step's frames. Pauses sit at the floor, so this follows both the sound level
+    and how much of each moment is speech."""
     import librosa
 
     hop = int(round(0.01 * stim.sample_rate))
     mel = librosa.feature.melspectrogram(y=stim.audio, sr=stim.sample_rate, n_fft=400, hop_length=hop,
                                          n_mels=32, fmin=80.0, fmax=7600.0, center=False)
+    log_mel = librosa.power_to_db(mel, ref=np.max, top_db=60.0)            # (32, n_frames), dB <= 0
     frames_per_step = int(round(GRID_STEP_S / 0.01))
-    power = np.zeros(grid_len * frames_per_step)
-    n = min(mel.shape[1], power.size)
-    power[:n] = mel.mean(axis=0)[:n]
-    per_step = power.reshape(grid_len, frames_per_step).mean(axis=1)
-    floor = per_step.max() * 1e-6
-    return 10.0 * np.log10(np.maximum(per_step, floor))
+    per_frame = np.full(grid_len * frames_per_step, float(log_mel.min()))
+    n = min(log_mel.shape[1], per_frame.size)
+    per_frame[:n] = log_mel.mean(axis=0)[:n]
+    return per_frame.reshape(grid_len, frames_per_step).mean(axis=1)
 
 
 def _word_rate(stim: _StoryStimulus, grid_len: int) -> np.ndarray:

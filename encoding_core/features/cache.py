@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 import numpy as np
 
 from ..config import FeatureConfig
-from ..errors import AudioError, CacheError
+from ..errors import AudioError, CacheError, StorageError
 from ..storage import atomic_output, atomic_write_text, ensure_dir, storage_error
 
 if TYPE_CHECKING:
@@ -144,16 +144,27 @@ def load_or_compute(audio_path: Union[str, Path], config: FeatureConfig, cache_d
     if cache_dir is None:
         layers, times, extra = compute()
         return _in_memory(layers, times, fields, key, config, extra)
-    root = ensure_dir(_root(cache_dir))
+    root = _root(cache_dir)
     final = root / key
-    lock_dir = ensure_dir(root / ".locks")
-    with FileLock(str(lock_dir / f"{key}.lock")):
+    try:
+        lock_dir = ensure_dir(ensure_dir(root) / ".locks")
+        lock = FileLock(str(lock_dir / f"{key}.lock"))
+        lock.acquire()
+    except (OSError, StorageError) as exc:  # read-only or full cache folder: a valid entry is still usable
+        story = _try_open(final, fields)
+        if story is not None:
+            logger.info("Features of %s read from the read-only cache (%s).", Path(audio_path).name, key)
+            return story
+        raise (exc if isinstance(exc, StorageError) else storage_error(root / ".locks", exc)) from None
+    try:
         story = _try_open(final, fields)
         if story is not None:
             logger.info("Features of %s read from the cache (%s).", Path(audio_path).name, key)
             return story
         layers, times, extra = compute()
         meta = _write_entry(root, final, key, fields, layers, times, config, audio_path, extra)
+    finally:
+        lock.release()
     data = [np.load(final / name, mmap_mode="r", allow_pickle=False) for name in _layer_names(meta["n_layers"])]
     return StoryFeatures(times=np.load(final / "times.npy", allow_pickle=False), layers_data=data,
                          model_name=fields["model_name"], key=key, from_cache=False, meta=meta)

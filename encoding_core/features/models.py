@@ -126,13 +126,19 @@ def resolve_model(model_name: str) -> ModelSource:
         folder = bundled_whisper.ensure_converted()
         return ModelSource(bundled_whisper.BUNDLED_MODEL_NAME, folder, bundled_whisper.weights_identity())
     local = Path(name).expanduser()
-    if local.is_dir():
+    try:
+        is_folder, exists = local.is_dir(), local.exists()
+    except (OSError, ValueError) as exc:  # e.g. a name longer than the file system allows
+        raise ModelUnavailableError(f"model_name {name[:60]!r} is not a usable name or folder ({exc.__class__.__name__}: "
+                                    f"{getattr(exc, 'strerror', None) or exc}); give a HF model id or a local "
+                                    "folder.") from None
+    if is_folder:
         if not (local / "config.json").is_file():
             raise ModelUnavailableError(f"Model folder {local} has no config.json; it is not a Hugging Face "
                                         "model folder. Fix: point model_name to the folder saved with "
                                         "model.save_pretrained(...).")
         return ModelSource(str(local.resolve()), local.resolve(), _files_identity(local.resolve(), "local"))
-    if local.exists() or name.startswith((".", "/", "~")):
+    if exists or name.startswith((".", "/", "~")):
         raise ModelUnavailableError(f"model_name {name!r} is not a model folder. {_how_to_get(name)}")
     from huggingface_hub import try_to_load_from_cache
 

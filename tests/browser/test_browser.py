@@ -94,7 +94,7 @@ def test_demo_in_a_real_browser(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
             page.goto(server)
             _settle(page)
             page.get_by_role("button", name="Run the demo").click()
@@ -112,10 +112,11 @@ def test_demo_in_a_real_browser(server):
             assert page.locator("[data-testid='stPlotlyChart']").count() >= 2
             page.wait_for_timeout(2500)
             page.screenshot(path=str(SHOTS / "results.png"), full_page=True)
-            for title, slug in PAGES:
+            for title, slug in PAGES:  # sidebar links keep the session (the loaded demo)
                 if slug in ("train", "results"):
                     continue
-                page.goto(f"{server}/{slug}")
+                page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True).click()
+                page.wait_for_url(f"{server}/{slug}", timeout=60_000)
                 _settle(page)
                 assert page.locator("[data-testid='stException']").count() == 0, f"{title} shows a traceback"
                 page.screenshot(path=str(SHOTS / f"{slug or 'home'}.png"), full_page=True)

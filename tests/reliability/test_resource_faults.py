@@ -130,13 +130,13 @@ class FaultyFolders:
         real_mkstemp, real_mkdtemp, real_mkdir = tempfile.mkstemp, tempfile.mkdtemp, os.mkdir
         real_replace, real_rename, real_open = os.replace, os.rename, os.open
 
-        def mkstemp(*args, dir=None, **kwargs):
+        def mkstemp(suffix=None, prefix=None, dir=None, text=False):
             self._failing(Path(dir or ".") / "x")
-            return real_mkstemp(*args, dir=dir, **kwargs)
+            return real_mkstemp(suffix, prefix, dir, text)
 
-        def mkdtemp(*args, dir=None, **kwargs):
+        def mkdtemp(suffix=None, prefix=None, dir=None):
             self._failing(Path(dir or ".") / "x")
-            return real_mkdtemp(*args, dir=dir, **kwargs)
+            return real_mkdtemp(suffix, prefix, dir)
 
         def mkdir(path, *args, **kwargs):
             if not os.path.isdir(path):
@@ -265,7 +265,7 @@ def test_runstore_full_disk_while_writing_a_layer(faults):
     noise = np.random.default_rng(1).standard_normal(100_000).astype(np.float32)  # ~400 kB, incompressible
     with pytest.raises(StorageError) as caught:
         writer.write_layer(0, {"median_score": 0.0}, {"correlations": noise})
-    assert_storage_message(caught.value, results / writer.run_id / "layers" / "0" / "voxels.npz", FULL_HINT)
+    assert_storage_message(caught.value, results / writer.run_id / "layers" / "0", FULL_HINT)
     writer.fail(caught.value)  # never raises, even on a full disk
 
     store = RunStore(results)
@@ -273,9 +273,28 @@ def test_runstore_full_disk_while_writing_a_layer(faults):
     assert statuses[run_id] == COMPLETE and statuses[writer.run_id] != COMPLETE
     assert leftover_temp_files(results) == []
     assert_run_intact(results, run_id, written, digest)
-    # the failed run can be deleted to free space, even with the disk full
-    store.delete(writer.run_id)
-    assert [info.run_id for info in store.list()] == [run_id]
+    if CAN_MOUNT:  # (the monkeypatched fallback cannot tell a rename that frees space from a write)
+        # the failed run can be deleted to free space, even with the disk full
+        store.delete(writer.run_id)
+        assert [info.run_id for info in store.list()] == [run_id]
+
+
+def test_check_writable_refuses_read_only_and_full_folders(faults):
+    from encoding_core.storage import check_writable
+
+    read_only = faults.small("ro")
+    faults.make_read_only(read_only)
+    for folder in (read_only, read_only / "new" / "results"):
+        with pytest.raises(StorageError) as caught:
+            check_writable(folder)
+        assert READ_ONLY_HINT in str(caught.value) and str(read_only) in str(caught.value)
+    full = faults.small("full", size="64k")
+    assert check_writable(full) == full and list(full.iterdir()) == []  # leaves nothing behind
+    faults.fill(full)
+    with pytest.raises(StorageError) as caught:
+        check_writable(full)
+    assert_storage_message(caught.value, full, FULL_HINT)
+    assert [p.name for p in full.iterdir()] == ([".filler"] if CAN_MOUNT else [])
 
 
 def test_pipeline_into_a_full_results_dir_fails_cleanly(faults, tmp_path):
@@ -326,6 +345,15 @@ def test_feature_cache_read_only_and_full(faults, tiny_experiment):
     assert again.from_cache and again.layer(1).tobytes() == reference.tobytes()
     entries = {k: v for k, v in tree_digest(full / "speech_features").items() if not k.startswith(".locks")}
     assert entries == {k: v for k, v in entry_digest.items() if not k.startswith(".locks")}
+
+    # a shared cache made read-only (e.g. prepared by a teacher): cached stories are still read,
+    # a story that would need a new entry is refused with a StorageError naming the folder
+    faults.make_read_only(full)
+    shared = SpeechFeatureExtractor(config.features, cache_dir=full).extract_story(audio)
+    assert shared.from_cache and shared.layer(1).tobytes() == reference.tobytes()
+    with pytest.raises(StorageError) as caught:
+        SpeechFeatureExtractor(config.features, cache_dir=full).extract_story(other)
+    assert str(full) in str(caught.value)
 
 
 # --------------------------------------------------------------------------- assemblies and configs

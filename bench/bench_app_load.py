@@ -1,0 +1,206 @@
+"""Benchmark: several app sessions render the Results page at once while a training job runs.
+
+Run: HF_HUB_OFFLINE=1 python bench/bench_app_load.py [--sessions 5] [--no-job] [--rounds 2]
+
+Set-up (all in a temporary folder): one complete fsaverage5 run (3 layers, 20484 vertices)
+in the app's results folder, and a real background job (``JobManager``) training the tiny
+experiment of ``tests/tiny_experiment.py``. Then ``--sessions`` headless app sessions
+(``streamlit.testing.v1.AppTest``, one thread each, like browser tabs on one server) open
+the app and switch to the Results page at the same moment. Round 1 is cold (the server's
+figure caches are empty), later rounds are warm. Prints one line per session and round:
+Home render, Results render, and whether the brain map was drawn; then a summary.
+Target: Results render under 2 s per session (on a shared 2-core machine, see the report).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for folder in (ROOT, ROOT / "tests"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+TARGET_S = 2.0
+N_FSAVERAGE5 = 20484
+
+
+@dataclass
+class SessionResult:
+    """One session's timings (seconds) and what its Results page showed."""
+
+    session: int
+    home_s: float
+    results_s: float
+    exceptions: list[str]
+    errors: list[str]
+    plotly_keys: list[str]
+    n_images: int
+    run_shown: Optional[str]
+    headline: Optional[str]  # the first metric (median r of the selected layer), as shown
+
+    @property
+    def shows_brain(self) -> bool:
+        return "surface_map" in self.plotly_keys and self.n_images >= 1
+
+
+def make_surface_run(results_dir: Path, seed: int = 0, layers: tuple[int, ...] = (0, 1, 2)) -> str:
+    """A complete fsaverage5 run written through the RunStore; returns its id."""
+    from encoding_core.assembly import Space
+    from encoding_core.config import ExperimentConfig
+    from encoding_core.runstore import RunStore
+
+    gen = np.random.default_rng(seed)
+    writer = RunStore(results_dir).create(ExperimentConfig(name=f"load{seed}", results_dir=str(results_dir)),
+                                          {"layers": list(layers), "subject": "s1", "simulated": False})
+    writer.write_space(Space.surface("fsaverage5"))
+    summary: dict = {"layers": {}}
+    for layer in layers:
+        r = gen.normal(0.05 * layer, 0.1, N_FSAVERAGE5).astype(np.float32)
+        significant = r > 0.2
+        writer.write_layer(layer, {"median_score": float(np.median(r)), "max_score": float(r.max()),
+                                   "n_significant": int(significant.sum()),
+                                   "percent_significant": float(100 * significant.mean())},
+                           {"correlations": r, "significant_mask": significant})
+        summary["layers"][str(layer)] = {"median_r": float(np.median(r))}
+    summary["best_layer"] = int(layers[-1])
+    writer.finish(summary, {"total": 1.0})
+    return writer.run_id
+
+
+def start_training_job(root: Path, jobs_dir: Path):
+    """Start a real background job on the tiny experiment; returns (JobManager, job_id)."""
+    from tiny_experiment import make_tiny_experiment
+
+    from encoding_core.jobs import JobManager
+
+    config = make_tiny_experiment(root / "tiny", n_stories=4, n_trs=60)
+    manager = JobManager(jobs_dir)
+    return manager, manager.start(config)
+
+
+def render_results(session: int, barrier: threading.Barrier) -> SessionResult:
+    """One app session: open the app (Home), then the Results page; timed separately."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    barrier.wait()
+    start = time.perf_counter()
+    at.run()
+    home_s = time.perf_counter() - start
+    at.switch_page("pages/results.py")
+    start = time.perf_counter()
+    at.run()
+    results_s = time.perf_counter() - start
+    keys = [el.key for el in at.get("plotly_chart")]
+    run_pick = at.selectbox(key="run_pick").value if any(s.key == "run_pick" for s in at.selectbox) else None
+    return SessionResult(session, home_s, results_s, [e.message for e in at.exception],
+                         [str(e.value) for e in at.error], keys, len(at.get("image")), run_pick,
+                         at.metric[0].value if len(at.metric) else None)
+
+
+def share_one_script_cache() -> None:
+    """Make every AppTest session use one ScriptCache, as the real server's sessions do.
+
+    AppTest gives each instance its own cache, so five sessions compile the page scripts
+    at the same moment; on CPython 3.11 concurrent ``compile()`` calls in threads can fail
+    with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905). The
+    server (``streamlit run``) has one ScriptCache whose lock serialises compilation.
+    """
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test, local_script_runner
+
+    shared = ScriptCache()
+    for module in (app_test, local_script_runner):
+        module.ScriptCache = lambda: shared
+
+
+def render_concurrently(n_sessions: int) -> list[SessionResult]:
+    """``n_sessions`` sessions in threads, started together; results in session order."""
+    share_one_script_cache()
+    barrier = threading.Barrier(n_sessions)
+    results: list[Optional[SessionResult]] = [None] * n_sessions
+    failures: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            results[index] = render_results(index, barrier)
+        except BaseException as exc:  # reported by the caller
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"session-{i}") for i in range(n_sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return [r for r in results if r is not None]
+
+
+def set_app_folders(home: Path) -> None:
+    """Point the app's folders (ENCODING_STUDIO_*) at ``home``."""
+    os.environ["ENCODING_STUDIO_HOME"] = str(home)
+    os.environ["ENCODING_STUDIO_DATA_ROOTS"] = str(home)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="round 1 cold, the rest warm")
+    parser.add_argument("--no-job", action="store_true", help="no background training job")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="bench-app-load-") as tmp:
+        home = Path(tmp)
+        os.chdir(home)
+        set_app_folders(home)
+        run_id = make_surface_run(home / "results")
+        manager, job_id = (None, None) if args.no_job else start_training_job(home, home / ".encoding_studio" / "jobs")
+        try:
+            if manager is not None:  # let the worker get past its imports so it competes for the CPU
+                deadline = time.monotonic() + 60
+                while manager.status(job_id).state == "queued" and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            print(f"CPUs: {os.cpu_count()} · sessions: {args.sessions} · run {run_id} (fsaverage5, 3 layers)")
+            rows = []
+            for round_index in range(1, args.rounds + 1):
+                state = manager.status(job_id).state if manager else "no job"
+                results = render_concurrently(args.sessions)
+                state_after = manager.status(job_id).state if manager else "no job"
+                for r in results:
+                    rows.append((round_index, r))
+                    print(f"round {round_index} ({'cold' if round_index == 1 else 'warm'}), session {r.session}: "
+                          f"home {r.home_s:5.2f} s · results {r.results_s:5.2f} s · brain map "
+                          f"{'yes' if r.shows_brain else 'NO'} · exceptions {len(r.exceptions)} · "
+                          f"job {state} -> {state_after}")
+            for round_index in range(1, args.rounds + 1):
+                times = [r.results_s for k, r in rows if k == round_index]
+                print(f"round {round_index}: Results render median {np.median(times):.2f} s, max {max(times):.2f} s "
+                      f"(target < {TARGET_S:.0f} s: {'met' if max(times) < TARGET_S else 'NOT met'})")
+            if manager is not None:
+                final = manager.wait(job_id, timeout_s=600)
+                print(f"background job {job_id}: {final.state} (run {final.run_id})")
+            print(json.dumps({"all_rendered": all(not r.exceptions and r.shows_brain for _, r in rows)}))
+        finally:
+            if manager is not None and not manager.status(job_id).is_final:
+                manager.cancel(job_id)
+                manager.wait(job_id, timeout_s=60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
