@@ -1,6 +1,6 @@
 """Benchmark: several app sessions render the Results page at once while a training job runs.
 
-Run: HF_HUB_OFFLINE=1 python bench/bench_app_load.py [--sessions 5] [--no-job] [--rounds 2]
+Run: HF_HUB_OFFLINE=1 python bench/bench_app_load.py [--sessions 5] [--no-job] [--rounds 2] [--browser]
 
 Set-up (all in a temporary folder): one complete fsaverage5 run (3 layers, 20484 vertices)
 in the app's results folder, and a real background job (``JobManager``) training the tiny
@@ -9,6 +9,8 @@ experiment of ``tests/tiny_experiment.py``. Then ``--sessions`` headless app ses
 the app and switch to the Results page at the same moment. Round 1 is cold (the server's
 figure caches are empty), later rounds are warm. Prints one line per session and round:
 Home render, Results render, and whether the brain map was drawn; then a summary.
+With ``--browser`` the sessions are Chromium tabs (Playwright) on a real ``streamlit run``
+server instead, timed from navigation until the script finished and the map is on screen.
 Target: Results render under 2 s per session (on a shared 2-core machine, see the report).
 """
 from __future__ import annotations
@@ -149,6 +151,70 @@ def render_concurrently(n_sessions: int) -> list[SessionResult]:
     return [r for r in results if r is not None]
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def start_server(home: Path, port: int):
+    """``streamlit run app.py`` in ``home`` on a loopback port; returns the process once healthy."""
+    import subprocess
+    import urllib.request
+
+    log = open(home / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=home, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+async def _browser_session(browser, url: str, index: int) -> SessionResult:
+    """One browser tab opens the Results page; timed until the script finished and the map is drawn."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 2000})
+    start = time.perf_counter()
+    await page.goto(f"{url}/results")
+    await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=300_000)
+    await page.locator("[data-testid='stImage'] img").first.wait_for(timeout=300_000)
+    await page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+    results_s = time.perf_counter() - start
+    keys = ["surface_map"] if await page.locator("[data-testid='stPlotlyChart']").count() >= 2 else []
+    exceptions = await page.locator("[data-testid='stException']").all_inner_texts()
+    errors = await page.locator("[data-testid='stAlertContentError']").all_inner_texts()
+    images = await page.locator("[data-testid='stImage'] img").count()
+    await page.close()
+    return SessionResult(index, 0.0, results_s, exceptions, errors, keys, images, None, None)
+
+
+def render_in_browsers(url: str, n_sessions: int) -> list[SessionResult]:
+    """``n_sessions`` Chromium tabs (separate sessions) load the Results page together."""
+    import asyncio
+
+    from playwright.async_api import async_playwright
+
+    async def run() -> list[SessionResult]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            try:
+                return list(await asyncio.gather(*(_browser_session(browser, url, i) for i in range(n_sessions))))
+            finally:
+                await browser.close()
+
+    return asyncio.run(run())
+
+
 def set_app_folders(home: Path) -> None:
     """Point the app's folders (ENCODING_STUDIO_*) at ``home``."""
     os.environ["ENCODING_STUDIO_HOME"] = str(home)
@@ -161,6 +227,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sessions", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="round 1 cold, the rest warm")
     parser.add_argument("--no-job", action="store_true", help="no background training job")
+    parser.add_argument("--browser", action="store_true",
+                        help="real `streamlit run` server and Chromium tabs instead of AppTest threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -170,21 +238,33 @@ def main(argv: Optional[list[str]] = None) -> int:
         set_app_folders(home)
         run_id = make_surface_run(home / "results")
         manager, job_id = (None, None) if args.no_job else start_training_job(home, home / ".encoding_studio" / "jobs")
+        server = None
         try:
+            if args.browser:
+                import socket
+
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                server = start_server(home, port)
+                render = lambda n: render_in_browsers(f"http://127.0.0.1:{port}", n)  # noqa: E731
+            else:
+                render = render_concurrently
             if manager is not None:  # let the worker get past its imports so it competes for the CPU
                 deadline = time.monotonic() + 60
                 while manager.status(job_id).state == "queued" and time.monotonic() < deadline:
                     time.sleep(0.5)
-            print(f"CPUs: {os.cpu_count()} · sessions: {args.sessions} · run {run_id} (fsaverage5, 3 layers)")
+            print(f"CPUs: {os.cpu_count()} · sessions: {args.sessions} · run {run_id} (fsaverage5, 3 layers) · "
+                  f"{'browser tabs on streamlit run' if args.browser else 'AppTest threads'}")
             rows = []
             for round_index in range(1, args.rounds + 1):
                 state = manager.status(job_id).state if manager else "no job"
-                results = render_concurrently(args.sessions)
+                results = render(args.sessions)
                 state_after = manager.status(job_id).state if manager else "no job"
                 for r in results:
                     rows.append((round_index, r))
                     print(f"round {round_index} ({'cold' if round_index == 1 else 'warm'}), session {r.session}: "
-                          f"home {r.home_s:5.2f} s · results {r.results_s:5.2f} s · brain map "
+                          f"home {f'{r.home_s:5.2f} s' if r.home_s else '   -  '} · results {r.results_s:5.2f} s · brain map "
                           f"{'yes' if r.shows_brain else 'NO'} · exceptions {len(r.exceptions)} · "
                           f"job {state} -> {state_after}")
             for round_index in range(1, args.rounds + 1):
@@ -196,6 +276,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"background job {job_id}: {final.state} (run {final.run_id})")
             print(json.dumps({"all_rendered": all(not r.exceptions and r.shows_brain for _, r in rows)}))
         finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
             if manager is not None and not manager.status(job_id).is_final:
                 manager.cancel(job_id)
                 manager.wait(job_id, timeout_s=60)

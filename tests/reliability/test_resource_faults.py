@@ -467,7 +467,8 @@ def test_app_with_read_only_results_dir(faults, tmp_path, monkeypatch, tiny_expe
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.selectbox(key="run_pick").value == run_id
-    assert at.metric[0].value == f"{np.median(written[1]):.3f}"  # best layer by median r is shown first
+    best_median = max(float(np.median(r)) for r in written.values())
+    assert at.metric[0].value == f"{best_median:.3f}"  # the layer with the best median r is shown first
 
     # Train: starting a job that would write into the read-only folder says so, briefly, and starts nothing
     session_config = ExperimentConfig.from_dict(tiny_config.to_dict())
