@@ -51,6 +51,7 @@ class SessionResult:
     n_images: int
     run_shown: Optional[str]
     headline: Optional[str]  # the first metric (median r of the selected layer), as shown
+    script_s: Optional[float] = None  # browser mode: until the server's script run finished
 
     @property
     def shows_brain(self) -> bool:
@@ -185,8 +186,9 @@ async def _browser_session(browser, url: str, index: int) -> SessionResult:
     page = await browser.new_page(viewport={"width": 1400, "height": 2000})
     start = time.perf_counter()
     await page.goto(f"{url}/results")
-    await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=300_000)
     await page.locator("[data-testid='stImage'] img").first.wait_for(timeout=300_000)
+    await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=300_000)
+    script_s = time.perf_counter() - start
     await page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
     results_s = time.perf_counter() - start
     keys = ["surface_map"] if await page.locator("[data-testid='stPlotlyChart']").count() >= 2 else []
@@ -194,7 +196,7 @@ async def _browser_session(browser, url: str, index: int) -> SessionResult:
     errors = await page.locator("[data-testid='stAlertContentError']").all_inner_texts()
     images = await page.locator("[data-testid='stImage'] img").count()
     await page.close()
-    return SessionResult(index, 0.0, results_s, exceptions, errors, keys, images, None, None)
+    return SessionResult(index, 0.0, results_s, exceptions, errors, keys, images, None, None, script_s)
 
 
 def render_in_browsers(url: str, n_sessions: int) -> list[SessionResult]:
@@ -264,7 +266,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for r in results:
                     rows.append((round_index, r))
                     print(f"round {round_index} ({'cold' if round_index == 1 else 'warm'}), session {r.session}: "
-                          f"home {f'{r.home_s:5.2f} s' if r.home_s else '   -  '} · results {r.results_s:5.2f} s · brain map "
+                          f"home {f'{r.home_s:5.2f} s' if r.home_s else '   -  '} · results {r.results_s:5.2f} s"
+                          f"{f' (script done {r.script_s:5.2f} s)' if r.script_s is not None else ''} · brain map "
                           f"{'yes' if r.shows_brain else 'NO'} · exceptions {len(r.exceptions)} · "
                           f"job {state} -> {state_after}")
             for round_index in range(1, args.rounds + 1):

@@ -33,7 +33,7 @@ from .errors import ConfigError, InputError, PathNotAllowedError
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE_NAME = "encoding_studio.toml"
-DEFAULT_MAX_UPLOAD_MB = 500.0
+DEFAULT_MAX_UPLOAD_MB = 200.0  # Streamlit's own server.maxUploadSize default
 
 
 @dataclass(frozen=True)

@@ -278,16 +278,16 @@ def _word_and_tr_marks(fig, word_onsets, words, tr_times, duration_s: float, max
     if onsets.size:
         keep = np.linspace(0, onsets.size - 1, min(onsets.size, max_words)).astype(int)
         keep = np.unique(keep)
-        fig.add_scatter(x=onsets[keep], y=np.zeros(keep.size), mode="markers+text", yaxis="y2",
+        fig.add_scatter(x=onsets[keep], y=np.full(keep.size, 0.8), mode="markers+text", yaxis="y2",
                         text=[words[i] for i in keep] if words is not None else None, textposition="top center",
                         marker={"symbol": "line-ns-open", "size": 12, "color": "#b2182b"}, name="word onsets",
                         textfont={"size": 9})
     ticks = np.asarray(tr_times if tr_times is not None else [], dtype=np.float64)
     ticks = ticks[(ticks >= 0) & (ticks <= duration_s)]
     if ticks.size:
-        fig.add_scatter(x=ticks, y=np.full(ticks.size, -0.5), mode="markers", yaxis="y2",
+        fig.add_scatter(x=ticks, y=np.full(ticks.size, -0.9), mode="markers", yaxis="y2",
                         marker={"symbol": "line-ns-open", "size": 8, "color": "#2166ac"}, name="TR times")
-    fig.update_layout(yaxis2={"overlaying": "y", "range": [-1, 1], "visible": False})
+    fig.update_layout(yaxis2={"overlaying": "y", "range": [-1, 1.1], "visible": False})
 
 
 def waveform_figure(audio: np.ndarray, sample_rate: int, word_onsets=None, words=None, tr_times=None,
