@@ -108,6 +108,13 @@ def attach_audio(assembly: Assembly, config: ExperimentConfig,
             if m.status == "mismatch":
                 logger.warning("Audio for story %s: %s", m.story, m.message)
         apply_audio_map(assembly, matches)
+    elif source.audio_overrides:  # per-story files without a folder (e.g. the stories' own paths kept)
+        unknown = sorted(set(source.audio_overrides) - set(assembly.stories))
+        if unknown:
+            raise ConfigError(f"assembly.audio_overrides names stories not in the assembly: {unknown}; "
+                              f"stories: {assembly.stories}.")
+        for name, path in source.audio_overrides.items():
+            assembly.story(name).audio_path = os.path.expanduser(str(path))
     missing = [s.name for s in stories if not s.audio_path or not os.path.isfile(s.audio_path)]
     if missing:
         raise AudioError(f"Stories without an audio file: {missing}. Set assembly.audio_dir (and "
@@ -602,7 +609,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         targets = prepare_targets(assembly, config)
         check_statistics_settings(targets, config)
     with timer("audio"):
-        if feature_source is None or config.assembly.audio_dir:
+        if feature_source is None or config.assembly.audio_dir or config.assembly.audio_overrides:
             attach_audio(assembly, config, progress)
     check_cancel(cancel)
     with timer("features"):

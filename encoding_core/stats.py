@@ -6,6 +6,7 @@ NaN: undefined correlations (a constant column) are 0 and are counted in a warni
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,10 @@ def block_permutation_pvalues(Y: Any, P: Any, block_length: int = 10, n_permutat
         )
     if int(n_permutations) < 1:
         raise InputError(f"n_permutations must be >= 1; got {n_permutations}.")
+    if math.factorial(min(n_blocks, 20)) < int(n_permutations):
+        logger.warning("Only %d blocks of %d TRs: %d distinct block orders for %d permutations, so p-values are "
+                       "coarse (many repeats of the same order). Use a shorter block_length or a longer test story.",
+                       n_blocks, block_length, math.factorial(n_blocks), int(n_permutations))
     ok = _columns_ok(y) & _columns_ok(p)
     yz = _zscore_columns(np.where(ok, y, 0.0))
     pz = _zscore_columns(np.where(ok, p, 0.0))

@@ -214,3 +214,24 @@ def test_missing_audio_is_reported_for_every_story_before_features(tmp_path):
     message = str(info.value)
     assert all(name in message for name in ("story1", "story2", "story3")) and "story0" not in message
     assert "audio_dir" in message and calls == []
+
+
+def test_audio_overrides_apply_without_an_audio_folder(tmp_path):
+    """Per-story audio files given as overrides (no audio_dir) are used, and only those."""
+    from encoding_core.errors import AudioError
+    from tiny_experiment import write_story_audio
+
+    planted = make_planted()
+    for story in planted.assembly.stories_list:
+        story.audio_path = None
+    override = tmp_path / "first.wav"
+    write_story_audio(override, 160.0, seed=0)
+    config = planted_config(tmp_path)
+    config.assembly.audio_dir = ""
+    config.assembly.audio_overrides = {"story0": str(override)}
+
+    with pytest.raises(AudioError) as info:
+        run_experiment(config, assembly=planted.assembly, feature_source=lambda *a, **k: None)
+    message = str(info.value)
+    assert "story0" not in message and all(name in message for name in ("story1", "story2", "story3"))
+    assert planted.assembly.story("story0").audio_path == str(override)
