@@ -81,6 +81,14 @@ def user_path(text: str, what: str, must_exist: bool = True) -> Optional[Path]:
         return None
 
 
+def looks_like_local_path(text: str) -> bool:
+    """True when ``text`` names something on disk (so it must pass the data-root check)."""
+    try:
+        return bool(text.strip()) and Path(text.strip()).expanduser().exists()
+    except (OSError, ValueError):
+        return True  # unreadable names are treated as paths, so the root check reports them
+
+
 # --------------------------------------------------------------------------- core services
 @st.cache_resource(show_spinner=False)
 def job_manager(jobs_dir: str):

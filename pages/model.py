@@ -31,7 +31,8 @@ choice = st.selectbox("Speech model", PRESETS + [CUSTOM],
 if choice == CUSTOM:
     custom = st.text_input("Hugging Face id or local folder", value="" if feat.model_name in PRESETS
                            else feat.model_name, key="model_custom")
-    if custom.strip().startswith(("/", "~", ".")):  # a local folder (checked against the data roots)
+    if custom.strip().startswith(("/", "~", ".")) or common.looks_like_local_path(custom):
+        # a local folder (checked against the data roots, symlinks resolved)
         resolved = common.user_path(custom, "Model folder")
         model_name = str(resolved) if resolved is not None else None
     else:

@@ -10,7 +10,7 @@ SIMULATED data, not real fMRI. Six Aesop fables (``assets/demo``, made by
 - ``narrative``: a slow word-level signal, the mean rarity (-log2 unigram probability over
   all demo words) of the words heard in a Gaussian window (sigma 6 s, about 20 s wide).
 
-The drivers are built on a 0.1 s grid, z-scored over all stories, convolved with the SPM
+The drivers are built on a 0.1 s grid (0 in silence), scaled, convolved with the SPM
 canonical HRF, sampled at the TR times ``arange(n_trs) * 2.0`` s (``n_trs`` covers the
 audio plus >= 10 s of HRF tail) and made mutually orthogonal in that order over the TRs
 the preset analyses (word rate = the part not explained by loudness; narrative = the part
@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
-SIMULATION_VERSION = 2
+SIMULATION_VERSION = 3
 """Bump whenever the simulation changes its numbers (invalidates cached copies)."""
 
 TR_S = 2.0
@@ -230,17 +230,17 @@ def spm_hrf(step_s: float, length_s: float = 32.0) -> np.ndarray:
 
 def _acoustic_envelope(stim: _StoryStimulus, grid_len: int) -> np.ndarray:
     """Mean log-mel energy per 0.1 s grid step: 32 mel bands (80-7600 Hz, 25 ms windows every
-    10 ms) in dB re the story's loudest bin, each bin floored at -60 dB, averaged over bands
-    and over the step's frames. Pauses sit at the floor, so this follows both the sound level
-    and how much of each moment is speech."""
+    10 ms) in dB above a floor 60 dB below the story's loudest bin, averaged over bands and
+    over the step's frames. Silence (pauses, before and after the story) is 0, so this
+    follows both the sound level and how much of each moment is speech."""
     import librosa
 
     hop = int(round(0.01 * stim.sample_rate))
     mel = librosa.feature.melspectrogram(y=stim.audio, sr=stim.sample_rate, n_fft=400, hop_length=hop,
                                          n_mels=32, fmin=80.0, fmax=7600.0, center=False)
-    log_mel = librosa.power_to_db(mel, ref=np.max, top_db=60.0)            # (32, n_frames), dB <= 0
+    log_mel = librosa.power_to_db(mel, ref=np.max, top_db=60.0) + 60.0     # (32, n_frames), 0..60 dB
     frames_per_step = int(round(GRID_STEP_S / 0.01))
-    per_frame = np.full(grid_len * frames_per_step, float(log_mel.min()))
+    per_frame = np.zeros(grid_len * frames_per_step)                       # silence = the floor = 0
     n = min(log_mel.shape[1], per_frame.size)
     per_frame[:n] = log_mel.mean(axis=0)[:n]
     return per_frame.reshape(grid_len, frames_per_step).mean(axis=1)
@@ -252,37 +252,39 @@ def _word_rate(stim: _StoryStimulus, grid_len: int) -> np.ndarray:
     return np.bincount(bins, minlength=grid_len)[:grid_len] / GRID_STEP_S
 
 
-def _narrative(stim: _StoryStimulus, grid_len: int, rarity: dict[str, float]) -> np.ndarray:
-    """Gaussian-weighted (sigma 6 s) mean rarity of the words around each grid time."""
+def _narrative(stim: _StoryStimulus, grid_len: int, rarity: dict[str, float], mean_rarity: float) -> np.ndarray:
+    """Gaussian-weighted (sigma 6 s) mean rarity of the words around each grid time, minus the
+    corpus mean rarity; it fades to 0 where no words are near (silence = baseline)."""
     from scipy.ndimage import gaussian_filter1d
 
     bins = np.minimum((stim.onsets / GRID_STEP_S).astype(int), grid_len - 1)
-    values = np.array([rarity[w.lower()] for w in stim.words])
+    values = np.array([rarity[w.lower()] for w in stim.words]) - mean_rarity
     total = np.bincount(bins, weights=values, minlength=grid_len)[:grid_len]
     count = np.bincount(bins, minlength=grid_len)[:grid_len].astype(float)
     sigma = NARRATIVE_SIGMA_S / GRID_STEP_S
     total = gaussian_filter1d(total, sigma, mode="constant")
     count = gaussian_filter1d(count, sigma, mode="constant")
-    mean_rarity = float(values.mean())
-    # Where almost no words are near (silence at the ends), fall back to the story mean.
+    # weight -> 1 where words are dense, -> 0 in long silences (the edges of the story).
     weight = count / (count + 0.05 * count.max())
-    return weight * np.divide(total, count, out=np.zeros_like(total), where=count > 0) + (1 - weight) * mean_rarity
+    return weight * np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
 def _fine_drivers(stimuli: list[_StoryStimulus]) -> list[np.ndarray]:
-    """Per story ``(grid_len, 3)`` raw drivers on the 0.1 s grid, z-scored over all stories."""
+    """Per story ``(grid_len, 3)`` drivers on the 0.1 s grid, 0 in silence, each divided by
+    its standard deviation over all stories (not centred: the HRF convolution pads the
+    time before each story with 0, which must mean silence)."""
     all_words = [w.lower() for s in stimuli for w in s.words]
     vocabulary, counts = np.unique(all_words, return_counts=True)
     rarity = dict(zip(vocabulary.tolist(), (-np.log2(counts / counts.sum())).tolist()))
+    mean_rarity = float(np.mean([rarity[w] for w in all_words]))
     steps_per_tr = int(round(TR_S / GRID_STEP_S))
     per_story = []
     for stim in stimuli:
         grid_len = stim.n_trs * steps_per_tr
         per_story.append(np.column_stack([_acoustic_envelope(stim, grid_len), _word_rate(stim, grid_len),
-                                          _narrative(stim, grid_len, rarity)]))
-    stacked = np.concatenate(per_story)
-    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
-    return [(d - mean) / std for d in per_story]
+                                          _narrative(stim, grid_len, rarity, mean_rarity)]))
+    std = np.concatenate(per_story).std(axis=0)
+    return [d / std for d in per_story]
 
 
 @lru_cache(maxsize=1)

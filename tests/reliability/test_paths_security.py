@@ -251,7 +251,7 @@ def test_model_page_custom_folder_outside_or_absurd(studio):
     at.run()
     at.selectbox(key="model_choice").set_value(at.selectbox(key="model_choice").options[-1]).run()
     before = at.session_state["experiment_config"].features.model_name
-    for text in (str(studio["secret"]), str(studio["data"] / "linkdir"), "x" * 300, "bad\x00name"):
+    for text in (str(studio["secret"]), str(studio["data"] / "linkdir"), "linkdir", "x" * 300, "bad\x00name"):
         at.text_input(key="model_custom").input(text).run()
         assert not at.exception, (text[:40], [e.message for e in at.exception])
         assert at.session_state["experiment_config"].features.model_name == before
