@@ -229,7 +229,7 @@ def test_acoustic_driver_follows_the_log_energy(assembly):
         speech = slice(1, int(audio.size / rate / 2) - 1)                      # TRs inside the audio
         r = [np.corrcoef(level_per_tr[speech], stimulus[name][speech, j])[0, 1] for j in range(3)]
         # Broadband energy and mean log-mel energy weigh frequencies differently: close, not equal.
-        assert r[0] > 0.85 and r[0] > abs(r[2]) + 0.5, (name, r)
+        assert r[0] > 0.85 and r[0] == max(r), (name, r)
 
 
 def test_word_rate_driver_counts_words(assembly):
@@ -329,7 +329,13 @@ def test_demo_config_fits_the_assembly_and_the_budget(assembly):
     assert ExperimentConfig.from_toml(config.to_toml()) == config
     assert config.assembly.path == "demo" and config.assembly.test_story == assembly.stories[-1]
     assert config.features.model_name == "bundled/whisper-tiny.en" and config.layers == "all"
-    assert config.ridge.mode == "train_test" and config.stats.n_permutations == 200
+    assert config.ridge.mode == "train_test"
+    # BH-FDR can only declare k of 20484 vertices significant if the smallest possible
+    # permutation p-value, 1 / (n + 1), is <= q k / 20484: the preset must allow that for
+    # about the number of vertices the two speech-driven regions hold.
+    truth = ground_truth_maps()
+    k = int(truth["mask_auditory"].sum() + truth["mask_sts"].sum())
+    assert 1.0 / (config.stats.n_permutations + 1) <= config.stats.fdr_q * k / 20484
     t = config.alignment.trimming
     assert (t.train_features_start, t.train_features_end) == (t.train_targets_start, t.train_targets_end)
     assert (t.test_features_start, t.test_features_end) == (t.test_targets_start, t.test_targets_end)
