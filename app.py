@@ -7,9 +7,11 @@ pages in ``pages/`` are thin views over ``encoding_core``. Folders are configure
 from __future__ import annotations
 
 import logging
+import threading
 
 import streamlit as st
 
+from encoding_core import viz
 from pages._common import PAGES, sidebar_state
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -19,6 +21,14 @@ st.set_page_config(page_title="Encoding Studio", page_icon=":material/neurology:
 ICONS = {"Home": ":material/home:", "Assembly": ":material/folder_open:", "Audio": ":material/graphic_eq:",
          "Model & layer": ":material/layers:", "Setup": ":material/tune:", "Train": ":material/model_training:",
          "Results": ":material/neurology:"}
+
+
+@st.cache_resource(show_spinner=False)
+def _start_figure_warm_up() -> threading.Thread:
+    """Once per server process: load the brain meshes in the background while the user reads Home."""
+    thread = threading.Thread(target=viz.warm_up, name="fsaverage-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _page(title: str) -> st.Page:
@@ -31,5 +41,6 @@ navigation = st.navigation({
     "2 · Model": [_page("Model & layer"), _page("Setup")],
     "3 · Run": [_page("Train"), _page("Results")],
 })
+_start_figure_warm_up()
 sidebar_state()
 navigation.run()

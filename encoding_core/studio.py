@@ -15,7 +15,7 @@ import numpy as np
 
 from .assembly import Assembly
 from .config import ExperimentConfig, TrimmingConfig
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,58 @@ def layer_profile(metrics_by_layer: Mapping[int, Mapping[str, Any]]) -> dict[str
         "median_r": [float(metrics_by_layer[k].get("median_score", np.nan)) for k in layers],
         "n_significant": [int(metrics_by_layer[k].get("n_significant", 0)) for k in layers],
     }
+
+
+def scheduler_label(scheduler: Optional[str]) -> str:
+    """How a job runs, for display: ``"this machine (background process)"`` or the Dask scheduler."""
+    if not scheduler:
+        return "this machine (background process)"
+    from .distributed import parse_scheduler
+
+    try:
+        address, n_local = parse_scheduler(scheduler)
+    except InputError:  # recorded by an older version: show it as written
+        return f"Dask scheduler {scheduler}"
+    return f"Dask scheduler {address}" if address else f"local Dask cluster of {n_local} worker processes"
+
+
+def format_bytes(n_bytes: Optional[float]) -> str:
+    """Human size with binary units: ``"512 B"``, ``"1.5 KiB"``, ``"3.2 MiB"``, ``"1.0 GiB"``."""
+    if n_bytes is None or not np.isfinite(n_bytes):
+        return "-"
+    size = max(0.0, float(n_bytes))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"  # pragma: no cover - the loop always returns
+
+
+def cache_entry_rows(entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """Table rows of feature-cache entries (``features.cache.CacheEntryInfo``): model, audio file
+    (name only), size, windows, layers, created and the key."""
+    return [{"model": e.model, "audio file": os.path.basename(e.audio_file) or e.audio_file,
+             "size": format_bytes(e.bytes), "windows": e.n_windows, "layers": e.n_layers,
+             "created": e.created, "key": e.key} for e in entries]
+
+
+WORKER_COLUMNS = ("worker", "stories", "layers", "seconds", "running")
+
+
+def worker_rows(workers: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows (sorted by worker address) of a Dask job's per-worker progress, for a table.
+
+    workers: ``JobStatus.workers`` = ``{address: {"stories", "layers", "seconds", "running": [labels]}}``
+    (see ``distributed.WorkerTracker``). Columns: worker, stories (done), layers (fitted),
+    seconds (busy, float), running (the worker's unfinished task labels, comma-separated).
+    """
+    rows = []
+    for address in sorted(workers):
+        info = workers[address] or {}
+        rows.append({"worker": str(address), "stories": int(info.get("stories", 0)),
+                     "layers": int(info.get("layers", 0)), "seconds": round(float(info.get("seconds", 0.0)), 1),
+                     "running": ", ".join(str(label) for label in info.get("running", []) or [])})
+    return rows
 
 
 def per_voxel_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import threading
+import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -24,26 +26,66 @@ FOUR_VIEWS = (("left", "lateral"), ("right", "lateral"), ("left", "medial"), ("r
 
 
 # --------------------------------------------------------------------------- meshes
-@functools.lru_cache(maxsize=4)
+_mesh_lock = threading.RLock()  # one load per process even when a warm-up thread and a page ask together
+
+
 def fsaverage_mesh(mesh_type: str = "inflated"):
-    """The fsaverage5 ``PolyMesh`` (parts ``left``/``right``), loaded once (offline)."""
+    """The fsaverage5 ``PolyMesh`` (parts ``left``/``right``), loaded once per process (offline)."""
+    with _mesh_lock:
+        return _load_fsaverage_mesh(mesh_type)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_fsaverage_mesh(mesh_type: str):
     from nilearn import datasets
 
     return datasets.load_fsaverage("fsaverage5")[mesh_type]
 
 
-@functools.lru_cache(maxsize=2)
 def fsaverage_sulcal_depth(mesh_type: str = "inflated") -> dict[str, np.ndarray]:
     """Sulcal depth per hemisphere, ``{"left": (10242,), "right": (10242,)}``, for shading."""
+    with _mesh_lock:
+        return _load_sulcal_depth(mesh_type)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_sulcal_depth(mesh_type: str) -> dict[str, np.ndarray]:
     from nilearn import datasets
 
     image = datasets.load_fsaverage_data("fsaverage5", mesh_type=mesh_type, data_type="sulcal")
     return {h: np.asarray(image.data.parts[h], dtype=np.float64).ravel() for h in HEMISPHERES}
 
 
-@functools.lru_cache(maxsize=2)
+def warm_up() -> float:
+    """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth and mesh edges now.
+
+    For a background thread at app start, so the first brain map does not pay for them
+    (about 3 s cold). Returns the seconds spent; failures are logged, never raised (the
+    page that needs the mesh reports the problem itself).
+    """
+    start = time.perf_counter()
+    try:
+        import plotly.graph_objects  # noqa: F401
+        from nilearn import plotting  # noqa: F401
+
+        fsaverage_sulcal_depth("inflated")
+        for hemi in HEMISPHERES:
+            _mesh_edges(hemi)
+    except Exception:  # noqa: BLE001 - a warm-up must never take the app down
+        logger.warning("Warming up the fsaverage5 meshes failed; they load on first use.", exc_info=True)
+    seconds = time.perf_counter() - start
+    logger.info("fsaverage5 meshes and plotting libraries ready in %.1f s", seconds)
+    return seconds
+
+
 def _mesh_edges(hemi: str) -> np.ndarray:
     """Unique undirected edges ``(n_edges, 2)`` of one hemisphere's triangles."""
+    with _mesh_lock:
+        return _load_mesh_edges(hemi)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_mesh_edges(hemi: str) -> np.ndarray:
     faces = np.asarray(fsaverage_mesh("inflated").parts[hemi].faces, dtype=np.int64)
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     return np.unique(np.sort(edges, axis=1), axis=0)
@@ -90,7 +132,8 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
 
     values: ``(20484,)``; NaN vertices are left uncoloured (only the sulcal background
     shows). regions: optional name -> ``(20484,)`` bool masks drawn as black outlines
-    (e.g. the demo's planted regions). Returns a plotly ``Figure``.
+    (e.g. the demo's planted regions), listed in a horizontal legend under the brain so it
+    never covers the colour bar on the right. Returns a plotly ``Figure``.
     """
     from nilearn import plotting
     import plotly.graph_objects as go
@@ -126,6 +169,13 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
                 marker={"size": 2, "color": "black"}, name=f"planted: {name}", showlegend=True,
             ))
     figure.update_layout(height=420, margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0})
+    if any(trace.showlegend for trace in figure.data):
+        # Below the brain, centred and horizontal: the colour bar keeps the right edge to itself.
+        figure.update_layout(
+            height=470, margin={"b": 50},
+            legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.0, "yanchor": "top",
+                    "title": {"text": "outlined:"}, "font": {"size": 11}},
+        )
     return figure
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 from encoding_core import viz
 from encoding_core.config import DEFAULT_MODEL, POOL_METHODS, PRECISIONS
 from encoding_core.errors import EncodingCoreError
-from encoding_core.studio import format_seconds
+from encoding_core.studio import cache_entry_rows, format_bytes, format_seconds
 from pages import _common as common
 
 PRESETS = [DEFAULT_MODEL, "openai/whisper-tiny", "openai/whisper-base", "openai/whisper-small",
@@ -98,6 +98,66 @@ feat.device = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"],
                            if feat.device in ("auto", "cpu", "cuda", "mps") else 0, key="device")
 feat.precision = c2.selectbox("Precision", PRECISIONS, index=PRECISIONS.index(feat.precision),
                               format_func=lambda p: p if p == "fp32" else f"{p} (approximate)", key="precision")
+
+CLEAR_REQUEST_KEY = "cache_clear_request"  # keys to delete (None = all) waiting for confirmation
+
+
+def _entries(n: int) -> str:
+    return f"{n} cache entr{'y' if n == 1 else 'ies'}"
+
+
+def feature_cache_manager(cache_dir: str) -> None:
+    """List the feature-cache entries (model, audio file, size) and clear some or all after a confirmation."""
+    from encoding_core.features import cache
+
+    entries = []
+    with common.user_errors("Reading the feature cache"):
+        entries = cache.list_cache_entries(cache_dir)
+    total = sum(e.bytes for e in entries)
+    with st.expander(f"Feature cache: {_entries(len(entries))}, {format_bytes(total)}",
+                     expanded=CLEAR_REQUEST_KEY in st.session_state):
+        st.caption(f"Folder `{cache_dir}`. Features are cached per (audio content, model, window settings); "
+                   "a cleared entry is recomputed the next time a run needs it.")
+        done = st.session_state.pop("cache_clear_done", None)
+        if done:
+            st.success(done)
+        if not entries:
+            st.caption("The cache is empty.")
+            return
+        rows = cache_entry_rows(entries)
+        st.dataframe(rows, hide_index=True, column_order=["model", "audio file", "size", "windows", "layers",
+                                                          "created"], key="cache_table")
+        by_key = {row["key"]: row for row in rows}
+        picked = st.multiselect("Entries to clear", list(by_key), key="cache_pick",
+                                format_func=lambda k: f"{by_key[k]['model']} · {by_key[k]['audio file']} · "
+                                                      f"{by_key[k]['size']}")
+        c1, c2 = st.columns(2)
+        if c1.button(f"Clear the {len(picked)} selected", disabled=not picked, key="cache_clear_selected"):
+            st.session_state[CLEAR_REQUEST_KEY] = list(picked)
+        if c2.button("Clear all", key="cache_clear_all"):
+            st.session_state[CLEAR_REQUEST_KEY] = None
+        if CLEAR_REQUEST_KEY not in st.session_state:
+            return
+        keys = st.session_state[CLEAR_REQUEST_KEY]
+        doomed = [e for e in entries if keys is None or e.key in keys]
+        busy = [j.job_id for j in common.jobs().list() if j.state in ("queued", "running")]
+        st.warning(f"Delete {_entries(len(doomed))} ({format_bytes(sum(e.bytes for e in doomed))})? "
+                   "They are recomputed when needed, which takes time."
+                   + (f" Jobs {busy} are running and may be using them." if busy else ""))
+        y, n = st.columns(2)
+        if y.button("Yes, delete", type="primary", key="cache_clear_confirm"):
+            del st.session_state[CLEAR_REQUEST_KEY]
+            with common.user_errors("Clearing the feature cache"):
+                removed = cache.clear_cache(cache_dir, keys=None if keys is None else list(keys))
+                st.session_state.pop("cache_pick", None)
+                st.session_state["cache_clear_done"] = f"Removed {_entries(removed)}."
+                st.rerun()
+        if n.button("Cancel", key="cache_clear_cancel"):
+            del st.session_state[CLEAR_REQUEST_KEY]
+            st.rerun()
+
+
+feature_cache_manager(cfg.cache_dir)
 
 current = common.assembly()
 if current is None:

@@ -1,5 +1,14 @@
-"""Results: brain maps per layer, layer profile, histogram, comparison and downloads."""
+"""Results: brain maps per layer, layer profile, histogram, comparison and downloads.
+
+Everything expensive is cached per plain key (results folder, run id, run stamp, layer,
+thresholds, view), never by hashing arrays: the per-layer arrays, the plotly surface
+figures (as dicts) and the download bytes. PNG, CSV and NPZ downloads are generated only
+when the user clicks (deferred ``st.download_button`` data).
+"""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import streamlit as st
@@ -9,6 +18,99 @@ from encoding_core.errors import EncodingCoreError
 from encoding_core.studio import layer_profile, per_voxel_csv, per_voxel_npz
 from pages import _common as common
 
+CORRELATION = "correlation r"
+NORMALISED = "noise-ceiling-normalised r"
+
+
+# --------------------------------------------------------------------------- cached loads and figures
+def _run_stamp(run_path: Path) -> str:
+    """Changes when the run folder is rewritten (status.json mtime), so cached entries go stale."""
+    try:
+        return str((run_path / "status.json").stat().st_mtime_ns)
+    except OSError:
+        return ""
+
+
+def _load_run(results_dir: str, run_id: str):
+    from encoding_core.runstore import RunStore
+
+    return RunStore(results_dir).load(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_summary(results_dir: str, run_id: str, stamp: str) -> tuple[dict, tuple, bool, str]:
+    """(metrics per layer, (space kind, name, mask, affine), simulated, config TOML) of one run."""
+    run = _load_run(results_dir, run_id)
+    space = run.space()
+    metrics = {layer: run.metrics(layer) for layer in run.layers}
+    return metrics, (space.kind, space.name, space.mask, space.affine), run.simulated, run.config.to_toml()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict[str, np.ndarray]:
+    """The per-voxel arrays of one layer, each ``(n_voxels,)``."""
+    return _load_run(results_dir, run_id).arrays(layer)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _planted_regions() -> dict[str, np.ndarray]:
+    from encoding_core.demo import ground_truth_maps
+
+    return {name: np.asarray(values) > 0 for name, values in ground_truth_maps().items()}
+
+
+def _map(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
+         min_r: float) -> tuple[np.ndarray, float, str]:
+    """(thresholded map (n_voxels,) with NaN where hidden, colour limit, title) of one layer."""
+    arrays = _layer_arrays(results_dir, run_id, stamp, layer)
+    values = arrays["correlations"] if kind == CORRELATION else arrays["normalized_correlations"]
+    shown = viz.thresholded_map(values, arrays.get("significant_mask") if significant_only else None, min_r)
+    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    return shown, vmax, f"{run_id} · layer {layer} · {kind}"
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _surface_figure(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
+                    min_r: float, hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
+    """The plotly surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache)."""
+    shown, vmax, title = _map(results_dir, run_id, stamp, layer, kind, significant_only, min_r)
+    regions = _planted_regions() if with_regions else None
+    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, regions=regions).to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _four_view_png(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
+                   min_r: float, with_regions: bool) -> bytes:
+    shown, vmax, title = _map(results_dir, run_id, stamp, layer, kind, significant_only, min_r)
+    return viz.four_view_png(shown, vmax=vmax, title=title, regions=_planted_regions() if with_regions else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _glass_brain_png(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
+                     min_r: float) -> bytes:
+    shown, _, title = _map(results_dir, run_id, stamp, layer, kind, significant_only, min_r)
+    _, (_, _, mask, affine), _, _ = _run_summary(results_dir, run_id, stamp)
+    return viz.glass_brain_png(np.nan_to_num(shown), mask, affine, title=title)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _difference_figure(results_dir: str, run_id: str, stamp: str, layer: int, other: str, other_stamp: str,
+                       other_layer: int, hemi: Optional[str], view: Optional[str]) -> dict[str, Any]:
+    """r(run, layer) − r(other, other_layer): a surface map (hemi/view given) or a histogram, as a dict."""
+    diff = (_layer_arrays(results_dir, run_id, stamp, layer)["correlations"]
+            - _layer_arrays(results_dir, other, other_stamp, other_layer)["correlations"])
+    if hemi and view:
+        return viz.surface_figure(diff, hemi=hemi, view=view, title="difference in r").to_dict()
+    return viz.correlation_histogram(diff, title="difference in r").to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _download_bytes(results_dir: str, run_id: str, stamp: str, layer: int, fmt: str) -> bytes:
+    arrays = _layer_arrays(results_dir, run_id, stamp, layer)
+    return per_voxel_csv(arrays) if fmt == "csv" else per_voxel_npz(arrays)
+
+
+# --------------------------------------------------------------------------- page
 st.title("Results")
 store = common.run_store()
 runs = []
@@ -26,35 +128,11 @@ run_id = st.selectbox("Run", ids, index=ids.index(chosen) if chosen in ids else 
                       format_func=lambda i: f"{i} · {by_id[i].name} · {by_id[i].model_name}"
                                             + (" · SIMULATED" if by_id[i].simulated else ""))
 st.session_state[common.RUN_KEY] = run_id
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _run_tables(results_dir: str, run_id: str):
-    """(metrics per layer, arrays per layer, space, simulated, config TOML) of one run."""
-    from encoding_core.runstore import RunStore
-
-    run = RunStore(results_dir).load(run_id)
-    metrics = {layer: run.metrics(layer) for layer in run.layers}
-    arrays = {layer: run.arrays(layer) for layer in run.layers}
-    space = run.space()
-    return metrics, arrays, (space.kind, space.name, space.mask, space.affine), run.simulated, run.config.to_toml()
-
-
-@st.cache_data(show_spinner=False, max_entries=2)
-def _planted_regions() -> dict[str, np.ndarray]:
-    from encoding_core.demo import ground_truth_maps
-
-    return {name: np.asarray(values) > 0 for name, values in ground_truth_maps().items()}
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _four_view(values: np.ndarray, title: str, vmax: float, with_regions: bool) -> bytes:
-    return viz.four_view_png(values, vmax=vmax, title=title, regions=_planted_regions() if with_regions else None)
-
+results_dir = str(store.results_dir)
+stamp = _run_stamp(by_id[run_id].path)
 
 try:
-    metrics, arrays, (space_kind, space_name, mask, affine), simulated, config_toml = _run_tables(
-        str(store.results_dir), run_id)
+    metrics, (space_kind, space_name, mask, affine), simulated, config_toml = _run_summary(results_dir, run_id, stamp)
 except EncodingCoreError as exc:
     st.error(f"Run {run_id} cannot be shown: {exc}")
     st.stop()
@@ -62,14 +140,19 @@ if not metrics:
     st.warning(f"Run {run_id} has no layers.")
     st.stop()
 if simulated:
-    st.error("**SIMULATED RUN** – this run used the demo's simulated brain data. The planted regions are outlined "
-             "in black; a good model recovers them. Nothing here is a finding about real brains.", icon=":material/science:")
+    common.simulated_banner("run's brain data", headline="SIMULATED RUN",
+                            note="The planted regions are outlined in black; a good model recovers them.")
 
 profile = layer_profile(metrics)
 best_layer = profile["layers"][int(np.nanargmax(profile["median_r"]))]
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
                      format_func=lambda x: f"layer {x}" + (" (best median r)" if x == best_layer else ""))
-m, a = metrics[layer], arrays[layer]
+try:
+    a = _layer_arrays(results_dir, run_id, stamp, layer)
+except EncodingCoreError as exc:
+    st.error(f"Run {run_id}, layer {layer} cannot be shown: {exc}")
+    st.stop()
+m = metrics[layer]
 c = st.columns(4)
 c[0].metric("Median r", f"{m.get('median_score', float('nan')):.3f}")
 c[1].metric("Max r", f"{m.get('max_score', float('nan')):.3f}")
@@ -84,9 +167,9 @@ if len(profile["layers"]) > 1:
 
 st.subheader("Map")
 ceiling = a.get("normalized_correlations")
-kinds = ["correlation r"]
+kinds = [CORRELATION]
 if ceiling is not None and np.isfinite(ceiling).any():
-    kinds.append("noise-ceiling-normalised r")
+    kinds.append(NORMALISED)
 c1, c2, c3 = st.columns(3)
 kind = c1.radio("Value", kinds, key="map_kind")
 any_significant = bool(np.any(a.get("significant_mask", np.zeros(1, dtype=bool))))
@@ -94,35 +177,33 @@ significant_only = c2.checkbox("FDR-significant only", value=any_significant, ke
                                help="Benjamini–Hochberg FDR over all voxels." if any_significant else
                                "No voxel is FDR-significant in this layer; the map shows all voxels above the "
                                "minimum r.")
-min_r = c3.slider("Minimum r", -1.0, 1.0, 0.0 if any_significant else 0.1, 0.01, key="min_r")
+min_r = float(c3.slider("Minimum r", -1.0, 1.0, 0.0 if any_significant else 0.1, 0.01, key="min_r"))
 if not any_significant:
     st.caption("No voxel survives Benjamini–Hochberg FDR in this layer (with few permutations the smallest "
                "possible p-value is 1/(permutations+1)); showing r ≥ the minimum instead.")
-values = a["correlations"] if kind == "correlation r" else ceiling
-shown = viz.thresholded_map(values, a.get("significant_mask") if significant_only else None, min_r)
-vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-title = f"{run_id} · layer {layer} · {kind}"
+map_key = (results_dir, run_id, stamp, layer, kind, significant_only, min_r)
+file_stem = f"{run_id}_layer{layer}"
+hemi = view = None
 
 if space_kind == "surface" and space_name == "fsaverage5":
-    regions = _planted_regions() if simulated else None
     c1, c2 = st.columns(2)
     hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
     view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
+    shown, _, _ = _map(*map_key)
     if not np.isfinite(shown).any():
         st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum r.")
     with st.spinner("Drawing the surface ..."):
-        st.plotly_chart(viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, regions=regions),
-                        key="surface_map")
-    png = _four_view(shown, title, vmax, simulated)
-    st.image(png, caption="Four views (left/right, lateral/medial)")
-    st.download_button("Download the four-view PNG", png, file_name=f"{run_id}_layer{layer}.png",
-                       mime="image/png", key="download_png")
+        st.plotly_chart(_surface_figure(*map_key, hemi, view, simulated), key="surface_map")
+    st.download_button("Download the four-view PNG (left/right, lateral/medial)",
+                       lambda: _four_view_png(*map_key, simulated), file_name=f"{file_stem}.png",
+                       mime="image/png", key="download_png", on_click="ignore",
+                       help="Drawn when you click (a few seconds the first time).")
 elif space_kind == "volume" and mask is not None and affine is not None:
     with st.spinner("Drawing the glass brain ..."):
-        png = viz.glass_brain_png(np.nan_to_num(shown), mask, affine, title=title)
+        png = _glass_brain_png(*map_key)
     st.image(png)
-    st.download_button("Download the glass-brain PNG", png, file_name=f"{run_id}_layer{layer}.png",
-                       mime="image/png", key="download_png")
+    st.download_button("Download the glass-brain PNG", png, file_name=f"{file_stem}.png",
+                       mime="image/png", key="download_png", on_click="ignore")
 else:
     st.info(f"This run's space is {space_kind} ({space_name}) without a known surface or a volume mask and affine, "
             f"so there is no brain map; the histogram and layer profile below still apply.")
@@ -135,33 +216,34 @@ if not others:
     st.caption("Only one finished run: train another to compare.")
 else:
     other = st.selectbox("Other run", others, key="compare_pick")
+    other_stamp = _run_stamp(by_id[other].path)
     try:
-        o_metrics, o_arrays, o_space, _, _ = _run_tables(str(store.results_dir), other)
+        o_metrics = _run_summary(results_dir, other, other_stamp)[0]
+        o_layer = layer if layer in o_metrics else max(o_metrics, key=lambda x: o_metrics[x].get("median_score", -1))
+        o_r = _layer_arrays(results_dir, other, other_stamp, o_layer)["correlations"]
     except EncodingCoreError as exc:
         st.error(f"Run {other} cannot be loaded: {exc}")
     else:
-        o_layer = layer if layer in o_arrays else max(o_metrics, key=lambda x: o_metrics[x].get("median_score", -1))
-        o_r = o_arrays[o_layer]["correlations"]
+        if by_id[other].simulated and not simulated:
+            st.warning(f"Run {other} is a SIMULATED run (demo data): a difference from it says nothing about "
+                       f"this recording.")
         if o_r.shape != a["correlations"].shape:
             st.warning(f"The runs have different numbers of voxels ({a['correlations'].size} vs {o_r.size}); "
                        f"they cannot be compared voxel by voxel.")
         else:
-            diff = a["correlations"] - o_r
             st.caption(f"r(this run, layer {layer}) − r({other}, layer {o_layer}); median difference "
-                       f"{float(np.nanmedian(diff)):+.3f}.")
-            if space_kind == "surface" and space_name == "fsaverage5":
-                st.plotly_chart(viz.surface_figure(diff, hemi=hemi, view=view, title="difference in r"),
-                                key="difference_map")
-            else:
-                st.plotly_chart(viz.correlation_histogram(diff, title="difference in r"), key="difference_hist")
+                       f"{float(np.nanmedian(a['correlations'] - o_r)):+.3f}.")
+            figure = _difference_figure(results_dir, run_id, stamp, layer, other, other_stamp, o_layer, hemi, view)
+            st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
 
 st.subheader("Downloads")
 c = st.columns(3)
-c[0].download_button("Per-voxel values (CSV)", per_voxel_csv(a), file_name=f"{run_id}_layer{layer}.csv",
-                     mime="text/csv", key="download_csv")
-c[1].download_button("Per-voxel values (NPZ)", per_voxel_npz(a), file_name=f"{run_id}_layer{layer}.npz",
-                     mime="application/octet-stream", key="download_npz")
+c[0].download_button("Per-voxel values (CSV)", lambda: _download_bytes(results_dir, run_id, stamp, layer, "csv"),
+                     file_name=f"{file_stem}.csv", mime="text/csv", key="download_csv", on_click="ignore")
+c[1].download_button("Per-voxel values (NPZ)", lambda: _download_bytes(results_dir, run_id, stamp, layer, "npz"),
+                     file_name=f"{file_stem}.npz", mime="application/octet-stream", key="download_npz",
+                     on_click="ignore")
 c[2].download_button("Config (TOML)", config_toml, file_name=f"{run_id}.toml", mime="application/toml",
-                     key="download_config")
+                     key="download_config", on_click="ignore")
 with st.expander("Config of this run"):
     st.code(config_toml, language="toml")

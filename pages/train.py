@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import streamlit as st
 
 from encoding_core.errors import EncodingCoreError
-from encoding_core.studio import format_seconds, trimming_preview
+from encoding_core.distributed import parse_scheduler
+from encoding_core.studio import format_seconds, scheduler_label, trimming_preview, worker_rows
 from pages import _common as common
 
 ACTIVE_STATES = ("queued", "running")
@@ -37,12 +39,32 @@ def _problems() -> list[str]:
     return problems
 
 
-def _start(sweep: bool) -> None:
+def _scheduler_input() -> tuple[Optional[str], Optional[str]]:
+    """The typed Dask scheduler (None = this machine) and the reason it is invalid (None when valid)."""
+    text = st.text_input(
+        "Dask scheduler address", value=st.session_state.get(common.SCHEDULER_KEY, ""), key="scheduler_address",
+        placeholder="empty = this machine; local:2 or tcp://HOST:8786",
+        help="Empty: train in one background process on this machine. `local:N`: a Dask cluster of N worker "
+             "processes on this machine. `tcp://HOST:8786`: a running `dask scheduler` (stories are extracted "
+             "and layers fitted on its workers; the cache and results folders must be shared with them).")
+    st.session_state[common.SCHEDULER_KEY] = text
+    if not text.strip():
+        return None, None
+    try:
+        parse_scheduler(text)
+    except EncodingCoreError as exc:
+        st.error(f"Dask scheduler address: {exc}")
+        return None, "the Dask scheduler address is not valid (see above)"
+    st.caption(f"The job will run on the {scheduler_label(text.strip())}.")
+    return text.strip(), None
+
+
+def _start(sweep: bool, scheduler: Optional[str]) -> None:
     job_config = copy.deepcopy(cfg)
     if sweep:
         job_config.layers = "all"
     with common.user_errors("Starting the job"):
-        st.session_state[common.JOB_KEY] = manager.start(job_config)
+        st.session_state[common.JOB_KEY] = manager.start(job_config, scheduler=scheduler)
         st.toast("Job started.")
 
 
@@ -50,13 +72,14 @@ current = common.assembly()
 if current is not None and current.simulated:
     common.simulated_banner("assembly")
 
-problems = _problems()
+scheduler, scheduler_problem = _scheduler_input()
+problems = _problems() + ([scheduler_problem] if scheduler_problem else [])
 c1, c2 = st.columns(2)
 layers_text = "all layers" if cfg.layers == "all" else f"layers {cfg.layers}"
 if c1.button(f"Train ({layers_text})", type="primary", disabled=bool(problems), key="start_train"):
-    _start(sweep=False)
+    _start(sweep=False, scheduler=scheduler)
 if c2.button("Sweep all layers", disabled=bool(problems), key="start_sweep"):
-    _start(sweep=True)
+    _start(sweep=True, scheduler=scheduler)
 for problem in problems:
     st.warning(f"Cannot start yet: {problem}.")
 
@@ -71,7 +94,15 @@ ids = [j.job_id for j in job_list]
 selected = st.session_state.get(common.JOB_KEY)
 if selected not in ids:
     selected = ids[0]
-job_id = st.selectbox("Job", ids, index=ids.index(selected), key="job_pick",
+if st.session_state.get("job_pick") != selected:  # a job was started or resumed: show it
+    st.session_state["job_pick"] = selected
+
+
+def _job_picked() -> None:
+    st.session_state[common.JOB_KEY] = st.session_state["job_pick"]
+
+
+job_id = st.selectbox("Job", ids, index=ids.index(selected), key="job_pick", on_change=_job_picked,
                       format_func=lambda i: f"{i} · {next(j.state for j in job_list if j.job_id == i)}")
 st.session_state[common.JOB_KEY] = job_id
 
@@ -86,6 +117,8 @@ def job_panel(job_id: str) -> None:
         return
     st.markdown(f"**State:** {status.state} · **stage:** {status.stage or '-'} · "
                 f"**ETA:** {format_seconds(status.eta_s)}")
+    if status.scheduler:
+        st.markdown(f"**Runs on:** {scheduler_label(status.scheduler)} (`{status.scheduler}`)")
     fraction = (status.done / status.total) if status.total else 0.0
     st.progress(min(max(fraction, 0.0), 1.0), text=f"{status.stage or 'waiting'}: {status.done}/{status.total} "
                                                       f"{status.message or ''}")
@@ -93,6 +126,12 @@ def job_panel(job_id: str) -> None:
     if stages:
         st.dataframe([{"stage": name, **(info if isinstance(info, dict) else {"state": info})}
                       for name, info in stages.items()], hide_index=True)
+    if status.scheduler:
+        if status.workers:
+            st.caption("Per worker: stories extracted, layers fitted, busy seconds, tasks it holds now.")
+            st.dataframe(worker_rows(status.workers), hide_index=True, key=f"workers_{job_id}")
+        else:
+            st.caption("No worker has reported yet.")
     if status.state in ACTIVE_STATES:
         if st.button("Cancel", key=f"cancel_{job_id}"):
             with common.user_errors("Cancelling"):
@@ -120,4 +159,4 @@ job_panel(job_id)
 
 st.subheader("All jobs")
 st.dataframe([{"job": j.job_id, "state": j.state, "stage": j.stage, "progress": f"{j.done}/{j.total}",
-               "run": j.run_id or ""} for j in job_list], hide_index=True)
+               "runs on": j.scheduler or "this machine", "run": j.run_id or ""} for j in job_list], hide_index=True)

@@ -83,7 +83,7 @@ def test_demo_to_results_flow(tmp_path, tmp_path_factory, monkeypatch):
     # Results: the run's surface map and layer profile
     assert not at.exception
     assert at.selectbox(key="run_pick").value.startswith(status.run_id)
-    assert "SIMULATED RUN" in "\n".join(str(e.value) for e in at.error)
+    assert "SIMULATED RUN" in "\n".join(str(w.value) for w in at.main.warning)
     specs = _specs(at)
     assert {"surface_map", "layer_profile", "histogram"} <= set(specs)
     run = RunStore(tmp_path / "results").load(status.run_id)

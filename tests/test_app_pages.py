@@ -288,16 +288,18 @@ def test_results_page_maps_profile_compare_and_downloads(studio):
     assert at.selectbox(key="layer_pick").value == int(np.argmax(medians))
     mesh = [t for t in specs["surface_map"]["data"] if t["type"] == "mesh3d" and len(as_array(t["x"])) == 10242]
     assert len(mesh) == 1
-    assert len(at.get("image")) >= 1  # the static four-view PNG
+    png_button = at.get("download_button")[0]
+    assert png_button.proto.label.startswith("Download the four-view PNG")
+    assert png_button.proto.deferred_file_id and not png_button.proto.url  # drawn only when clicked
     # choosing another layer updates the headline numbers and the map title
     at.selectbox(key="layer_pick").set_value(0).run()
     assert at.metric[0].value == f"{run.metrics(0)['median_score']:.3f}"
     assert "layer 0" in json.dumps(plotly_specs(at)["surface_map"]["layout"].get("title", ""))
     labels = [b.proto.label for b in at.get("download_button")]
     assert {"Per-voxel values (CSV)", "Per-voxel values (NPZ)", "Config (TOML)",
-            "Download the four-view PNG"} <= set(labels)
+            "Download the four-view PNG (left/right, lateral/medial)"} <= set(labels)
     assert {first, second} == {option.split(" · ")[0] for option in at.selectbox(key="run_pick").options}
-    assert not any("SIMULATED" in str(e.value) for e in at.error)
+    assert not any("SIMULATED" in str(e.value) for e in [*at.main.error, *at.main.warning])
 
 
 def test_results_page_marks_simulated_runs(studio):
@@ -305,7 +307,7 @@ def test_results_page_marks_simulated_runs(studio):
     at = new_app()
     at.run()
     open_page(at, "results")
-    assert "SIMULATED RUN" in texts(at.error)
+    assert "SIMULATED RUN" in texts(at.main.warning)
     specs = plotly_specs(at)
     assert any(t["type"] == "scatter3d" and t["name"].startswith("planted") for t in specs["surface_map"]["data"])
     assert "layer_profile" not in specs  # one layer: no profile

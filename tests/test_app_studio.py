@@ -10,8 +10,9 @@ from hypothesis import given, strategies as st
 
 from encoding_core.config import ExperimentConfig, TrimmingConfig
 from encoding_core.errors import ConfigError
-from encoding_core.studio import (copy_assembly, demo_preset_config, experiment_checklist, format_seconds,
-                                  layer_profile, per_voxel_csv, per_voxel_npz, sliced_length, trimming_preview)
+from encoding_core.studio import (copy_assembly, demo_preset_config, experiment_checklist, format_bytes,
+                                  format_seconds, layer_profile, per_voxel_csv, per_voxel_npz, scheduler_label,
+                                  sliced_length, trimming_preview)
 
 bound = st.one_of(st.none(), st.integers(-60, 60))
 
@@ -110,3 +111,17 @@ def test_per_voxel_downloads_round_trip(rng):
                                            (3725, "1 h 02 min")])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize("n_bytes, text", [(None, "-"), (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"),
+                                           (1536, "1.5 KiB"), (5 * 2**20, "5.0 MiB"), (3 * 2**30, "3.0 GiB"),
+                                           (2**42, "4096.0 GiB")])
+def test_format_bytes(n_bytes, text):
+    assert format_bytes(n_bytes) == text
+
+
+def test_scheduler_label():
+    assert scheduler_label(None) == scheduler_label("") == "this machine (background process)"
+    assert scheduler_label("local:3") == "local Dask cluster of 3 worker processes"
+    assert scheduler_label("10.0.0.5:8786") == "Dask scheduler tcp://10.0.0.5:8786"
+    assert scheduler_label("not an address") == "Dask scheduler not an address"

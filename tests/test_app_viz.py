@@ -71,6 +71,34 @@ def test_surface_figure_is_plotly_mesh_with_outline():
         viz.surface_figure(values, hemi="both")
 
 
+def _vertical_extent(y: float, length: float, anchor: str) -> tuple[float, float]:
+    """(bottom, top) in paper coordinates of a box at ``y`` of height ``length`` with a y anchor."""
+    bottom = {"top": y - length, "middle": y - length / 2, "bottom": y}[anchor]
+    return bottom, bottom + length
+
+
+def test_region_legend_sits_below_the_brain_clear_of_the_colour_bar():
+    values = np.random.default_rng(3).uniform(-0.5, 0.5, 2 * N)
+    region = np.zeros(2 * N, dtype=bool)
+    region[:N] = np.asarray(viz.fsaverage_mesh().parts["left"].coordinates)[:, 2] > 40
+    fig = viz.surface_figure(values, hemi="left", regions={"planted": region, "other": region})
+    layout = fig.layout
+    assert layout.legend.orientation == "h"
+    # the legend hangs from the bottom edge of the plot area (y <= 0, anchored at its top) ...
+    assert layout.legend.yanchor == "top" and layout.legend.y <= 0
+    # ... and every colour bar lies inside the plot's height (plotly defaults: y 0.5, middle, len 1)
+    colour_bars = [t.colorbar for t in fig.data if t.type == "mesh3d" and t.colorbar.len is not None]
+    assert colour_bars
+    for bar in colour_bars:
+        bottom, _ = _vertical_extent(bar.y if bar.y is not None else 0.5, bar.len,
+                                     bar.yanchor if bar.yanchor not in (None, "auto") else "middle")
+        assert bottom >= layout.legend.y, "the legend would overlap the colour bar"
+    assert layout.margin.b > 0  # room under the brain for the legend
+    # no regions: no legend settings needed, the layout stays compact
+    plain = viz.surface_figure(values, hemi="left")
+    assert not any(t.showlegend for t in plain.data) and plain.layout.height == 420
+
+
 def test_four_view_png_is_an_image():
     from PIL import Image
 

@@ -5,6 +5,7 @@ fsaverage5 mesh loaded here through nilearn, nilearn's SPM HRF, and plain numpy 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,9 @@ def test_assembly_is_a_simulated_lebel_like_fsaverage5_assembly(assembly):
     assert assembly.n_voxels == 20484
     assert "SIMULATED" in assembly.provenance["note"] and "not real fMRI" in assembly.provenance["note"]
     assert "SIMULATED" in repr(assembly)
-    assert assembly.stories == [p.stem for p in sorted(ASSETS.glob("*.flac"), key=lambda p: assembly.stories.index(p.stem))]
+    manifest = json.loads((ASSETS / "stories.json").read_text(encoding="utf-8"))
+    assert assembly.stories == manifest["story_order"]
+    assert sorted(assembly.stories) == sorted(p.stem for p in ASSETS.glob("*.flac"))
     assert assembly.effective_test_story() == assembly.stories[-1] == "fox_and_goat"
     for story in assembly.stories_list:
         duration = sf.info(str(ASSETS / f"{story.name}.flac")).duration
@@ -329,6 +332,7 @@ def test_demo_config_fits_the_assembly_and_the_budget(assembly):
     assert ExperimentConfig.from_toml(config.to_toml()) == config
     assert config.assembly.path == "demo" and config.assembly.test_story == assembly.stories[-1]
     assert config.features.model_name == "bundled/whisper-tiny.en" and config.layers == "all"
+    assert config.features.pool == "mean" and config.features.context_size == 8.0
     assert config.ridge.mode == "train_test"
     # BH-FDR can only declare k of 20484 vertices significant if the smallest possible
     # permutation p-value, 1 / (n + 1), is <= q k / 20484: the preset must allow that for
