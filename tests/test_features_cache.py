@@ -132,3 +132,20 @@ def test_two_processes_extracting_the_same_story_compute_once(model_folder, audi
     assert len(entries) == 1
     assert not [p for p in (cache / "speech_features").iterdir() if p.name.startswith(".tmp-")]
     assert is_cached(audio_file, {"model_name": model_folder, **SETTINGS}, cache)
+
+
+def test_clear_cache_keeps_fresh_temp_folders_of_running_extractions(tmp_path):
+    import os
+    import time
+
+    from encoding_core.features.cache import SUBDIR, clear_cache
+
+    fresh = tmp_path / SUBDIR / ".tmp-fresh"
+    stale = tmp_path / SUBDIR / ".tmp-stale"
+    for folder in (fresh, stale):
+        folder.mkdir(parents=True)
+        (folder / "layer_000.npy").write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    clear_cache(tmp_path)
+    assert fresh.is_dir() and not stale.exists()

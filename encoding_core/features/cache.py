@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import tempfile
 import threading
 from dataclasses import asdict, dataclass
@@ -302,8 +303,19 @@ def list_cache_entries(cache_dir: Union[str, Path]) -> list[CacheEntryInfo]:
     return sorted(entries, key=lambda e: e.created, reverse=True)
 
 
+STALE_TEMP_SECONDS = 3600.0
+"""Temp folders younger than this may belong to a running extraction and are kept."""
+
+
+def _recently_modified(folder: Path, seconds: float) -> bool:
+    try:
+        return time.time() - folder.stat().st_mtime < seconds
+    except OSError:
+        return False
+
+
 def clear_cache(cache_dir: Union[str, Path], keys: Optional[list[str]] = None) -> int:
-    """Remove the given entries (all, and leftover temp folders, when keys is None); returns how many."""
+    """Remove the given entries (all, and temp folders left over for an hour, when keys is None); returns how many."""
     root = _root(cache_dir)
     if not root.is_dir():
         return 0
@@ -313,6 +325,8 @@ def clear_cache(cache_dir: Union[str, Path], keys: Optional[list[str]] = None) -
         if not folder.is_dir() or folder.name == ".locks":
             continue
         is_temp = folder.name.startswith(".tmp-")
+        if is_temp and _recently_modified(folder, STALE_TEMP_SECONDS):
+            continue  # another process may be writing this entry right now
         if (wanted is None and (is_temp or not folder.name.startswith("."))) or (wanted and folder.name in wanted):
             try:
                 shutil.rmtree(folder)
