@@ -19,6 +19,15 @@ from .errors import StorageError
 PathLike = Union[str, Path]
 
 
+def _umask_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_DEFAULT_FILE_MODE = _umask_file_mode()
+
+
 def storage_error(path: PathLike, exc: OSError) -> StorageError:
     """Turn an OSError into a StorageError that says what to do."""
     path = Path(path)
@@ -83,6 +92,7 @@ def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _DEFAULT_FILE_MODE)  # mkstemp makes 0600; give the usual umask-based mode
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

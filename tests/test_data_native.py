@@ -178,3 +178,15 @@ def test_load_assembly_options(tmp_path, make_assembly):
     assert load_assembly(path, subject="UTS01", stories=[], test_story="").stories == ["story0", "story1"]
     with pytest.raises(InputError, match=r"unknown option\(s\) \['colour'\]"):
         load_assembly(path, colour="red")
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """Files written atomically are readable by others like any normal file (not mkstemp's 0600)."""
+    import os
+
+    from encoding_core.storage import atomic_write_text
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = atomic_write_text(tmp_path / "x.txt", "hello")
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
