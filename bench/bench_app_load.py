@@ -55,7 +55,7 @@ class SessionResult:
 
     @property
     def shows_brain(self) -> bool:
-        return "surface_map" in self.plotly_keys and self.n_images >= 1
+        return "surface_map" in self.plotly_keys
 
 
 def make_surface_run(results_dir: Path, seed: int = 0, layers: tuple[int, ...] = (0, 1, 2)) -> str:

@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import sys
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .config import ExperimentConfig

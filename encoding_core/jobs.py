@@ -35,7 +35,7 @@ from .config import ExperimentConfig
 from .errors import EncodingCoreError, InputError, JobCancelled
 from .progress import EtaTracker
 from .runstore import RUN_ID_PATTERN, new_run_id, process_alive, process_start_ticks
-from .storage import atomic_write_text, check_writable, ensure_dir
+from .storage import atomic_write_text, check_writable, create_unique_dir
 
 logger = logging.getLogger(__name__)
 
@@ -176,19 +176,7 @@ class JobManager:
         config.results_dir = str(Path(config.results_dir).expanduser().absolute())
         config.cache_dir = str(Path(config.cache_dir).expanduser().absolute())
         check_writable(config.results_dir)  # fail here, not minutes later in the worker (a cache may be read-only)
-        ensure_dir(self.root)
-        for _ in range(100):
-            job_id = new_run_id()
-            path = self.root / job_id
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                from .storage import storage_error
-
-                raise storage_error(path, exc) from None
+        job_id, path = create_unique_dir(self.root, new_run_id)
         config.save(path / "config.toml")
         record = {"job_id": job_id, "config_name": config.name, "created": _now_iso(), "resume_of": resume_of,
                   "cwd": os.getcwd(), "scheduler": scheduler}

@@ -35,7 +35,7 @@ import numpy as np
 from .assembly import Assembly, Space, Story
 from .assembly_io import clean_brain_data, record_zeroed_columns
 from .errors import AssemblyFormatError, EncodingCoreError, InputError
-from .storage import atomic_output
+from .storage import atomic_output, json_default
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,7 @@ MAX_ELEMENTS = 2 ** 33
 CHUNK_BYTES = 1 << 20
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+_json_default = json_default
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:

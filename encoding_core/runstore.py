@@ -39,7 +39,7 @@ import numpy as np
 from .assembly import Space
 from .config import ExperimentConfig
 from .errors import InputError, StorageError
-from .storage import atomic_write_bytes, atomic_write_text, ensure_dir, storage_error
+from .storage import atomic_write_bytes, atomic_write_text, create_unique_dir, ensure_dir, json_default, storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +108,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+_json_default = json_default
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -139,7 +132,7 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def _now_iso() -> str:
-    return _dt.datetime.now().isoformat(timespec="seconds")
+    return _dt.datetime.now().isoformat(timespec="microseconds")
 
 
 def _layer_name(layer: int) -> str:
@@ -329,19 +322,7 @@ class RunStore:
     # -- writing ------------------------------------------------------------------
     def create(self, config: ExperimentConfig, meta: Optional[Mapping[str, Any]] = None) -> RunWriter:
         """Create a new run folder (exclusive mkdir: concurrent jobs never share one) and its first files."""
-        ensure_dir(self.results_dir)
-        for _ in range(100):
-            run_id = new_run_id()
-            path = self.results_dir / run_id
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise storage_error(path, exc) from None
-        else:  # pragma: no cover - 100 collisions of 24 random bits within one second
-            raise StorageError(f"Could not create a new run folder in {self.results_dir}.")
+        run_id, path = create_unique_dir(self.results_dir, new_run_id)
         writer = RunWriter(path, run_id)
         writer._status(RUNNING, started=_now_iso())
         record = {"name": config.name, "created": _now_iso(), "model_name": config.features.model_name,
@@ -393,7 +374,7 @@ class RunStore:
                 layers=[int(x) for x in meta.get("layers", [])], best_median_r=best_r, best_layer=best,
                 simulated=bool(meta.get("simulated", False)), subject=str(meta.get("subject", "")), path=path,
             ))
-        infos.sort(key=lambda info: info.run_id, reverse=True)
+        infos.sort(key=lambda info: (info.created, info.run_id), reverse=True)  # ids of one second tie
         return infos
 
     def load(self, run_id: str, allow_incomplete: bool = False) -> Run:

@@ -12,7 +12,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 from .errors import StorageError
 
@@ -110,3 +110,35 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def create_unique_dir(parent: PathLike, new_id: "Callable[[], str]", attempts: int = 100) -> tuple[str, Path]:
+    """Create ``parent / new_id()`` with an exclusive mkdir (retrying on a collision).
+
+    Returns (id, path). Two processes never get the same folder. Raises StorageError.
+    """
+    parent = ensure_dir(parent)
+    for _ in range(attempts):
+        folder_id = new_id()
+        path = parent / folder_id
+        try:
+            path.mkdir()
+            return folder_id, path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise storage_error(path, exc) from None
+    raise StorageError(f"Could not create a new folder in {parent} after {attempts} attempts.")
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars/arrays and paths."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

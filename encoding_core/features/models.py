@@ -268,7 +268,6 @@ def _feature_extractor(source: ModelSource, config: Any, kind: str) -> Any:
 
 def load_model(model_name: str, device: str = "auto", precision: str = "fp32") -> LoadedModel:
     """Load a speech encoder (cached per process by folder, device and precision)."""
-    import torch
     from transformers import AutoModel
 
     source = resolve_model(model_name)

@@ -59,7 +59,6 @@ def test_five_sessions_render_results_while_a_job_trains(tmp_path, monkeypatch):
             assert session.errors == [], (session.session, session.errors)
             assert session.run_shown == run_id
             assert {"surface_map", "histogram", "layer_profile"} <= set(session.plotly_keys), session.plotly_keys
-            assert session.n_images >= 1  # the four-view PNG
             assert session.headline == f"{expected.metrics(best_layer)['median_score']:.3f}"  # best layer first
         final = manager.wait(job_id, timeout_s=300)
     finally:
