@@ -110,7 +110,7 @@ def test_all_workers_gone_fails_cleanly_then_a_rerun_resumes_from_the_cache(tiny
         assert time.monotonic() - started < 60
         assert "no workers" in str(info.value) and "resume" in str(info.value)
         kept = _entries(config.cache_dir)
-        assert 1 <= len(kept) < 3
+        assert 1 <= len(kept) <= 3  # on a fast machine all stories may finish before the workers go
         assert all(run.status != "complete" for run in RunStore(config.results_dir).list())
 
         cluster.scale(1)

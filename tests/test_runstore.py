@@ -88,7 +88,7 @@ def test_list_newest_first_with_summary_fields(tmp_path, rng):
     first = _complete_run(store, rng, name="first")
     second = _complete_run(store, rng, name="second")
     infos = store.list()
-    assert [i.run_id for i in infos] == sorted([first, second], reverse=True)
+    assert [i.run_id for i in infos] == [second, first]  # newest first, even within one second
     info = {i.run_id: i for i in infos}[second]
     assert info.name == "second" and info.status == "complete" and info.subject == "S1" and info.simulated
     summary = json.loads((tmp_path / second / "summary.json").read_text())
