@@ -52,6 +52,7 @@ DEFAULT_TASK_RETRIES = 2
 MAX_DEFAULT_LOCAL_WORKERS = 4
 _POLL_S = 0.1
 _CLUSTER_CHECK_S = 1.0
+_RESULT_FETCH_S = 1.0  # seconds per attempt to fetch a finished result before checking the cluster
 _ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc|ws|wss)://[^\s/]+$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _LOCAL = re.compile(r"^local(?::(\d+))?$")
@@ -362,10 +363,14 @@ class _Watcher:
 
         status = future.status
         if status == "finished":
-            try:
-                return future.result()
-            except (OSError, TimeoutError) as exc:  # result fetch failed: the data's worker is gone
-                raise self._lost(f"the result of {label} could not be fetched ({exc})") from None
+            while True:  # if the worker holding the result left, Dask recomputes it: wait, watching the cluster
+                try:
+                    return future.result(timeout=_RESULT_FETCH_S)
+                except TimeoutError:
+                    self._check_cancel()
+                    self._check_cluster()  # raises once there have been no workers for no_worker_timeout_s
+                except OSError as exc:  # result fetch failed: the connection is gone
+                    raise self._lost(f"the result of {label} could not be fetched ({exc})") from None
         if status == "error":
             exc = future.exception()
             if isinstance(exc, EncodingCoreError):
