@@ -14,14 +14,19 @@ from .errors import InputError, TrimmingMismatchError
 logger = logging.getLogger(__name__)
 
 
-def _as_2d(values: Any, name: str) -> np.ndarray:
+def as_matrix(values: Any, name: str, allow_bool: bool = False) -> np.ndarray:
+    """``values`` as a 2-D numeric array (n_trs, n_columns); a 1-D array becomes one column.
+
+    Raises InputError naming ``name`` for anything else (bool accepted when ``allow_bool``).
+    """
     try:
         arr = np.asarray(values)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a numeric array; got {type(values).__name__}.") from None
     if arr.ndim == 1:
         arr = arr[:, None]
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+    numeric = np.issubdtype(arr.dtype, np.number) or (allow_bool and arr.dtype == bool)
+    if arr.ndim != 2 or not numeric:
         raise InputError(f"{name} must be a 2-D numeric array (n_trs, n_columns); got shape {arr.shape}, dtype {arr.dtype}.")
     return arr
 
@@ -33,7 +38,7 @@ def make_delayed(X: Any, delays: Iterable[int]) -> np.ndarray:
     columns for ``delays[0]`` first). Row t of the block for delay d is ``X[t - d]``, zero
     where ``t - d`` falls outside; negative delays shift the other way.
     """
-    values = _as_2d(X, "X")
+    values = as_matrix(X, "X")
     raw = list(delays)
     if not raw:
         raise InputError("delays is empty; give at least one delay in TRs, e.g. [1, 2, 3, 4].")
@@ -62,7 +67,7 @@ def zscore(X: Any) -> np.ndarray:
     Returns float32 for float32 input, else float64. Zero-variance (constant) columns become
     0; NaN/inf entries are treated as 0 first, so the result never holds NaN.
     """
-    values = _as_2d(X, "X")
+    values = as_matrix(X, "X")
     dtype = np.float32 if values.dtype == np.float32 else np.float64
     values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     mean = values.mean(axis=0)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .preprocessing import as_matrix
 from .progress import CancelFlag, ProgressCallback, check_cancel
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class RidgeFit:
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions (n, v) float32 for features X (n, p)."""
-        values = _as_matrix(X, "X")
+        values = as_matrix(X, "X", allow_bool=True)
         if values.shape[1] != self.weights.shape[0]:
             raise InputError(
                 f"X has {values.shape[1]} columns but the model was fitted on {self.weights.shape[0]} features; "
@@ -78,8 +79,8 @@ def ridge_fit(X: Any, Y: Any, alpha: Any, normalpha: bool = False) -> np.ndarray
     ``alpha``: a scalar or one value per voxel (v,). With ``normalpha`` it is multiplied by
     the largest singular value of X.
     """
-    x = np.nan_to_num(_as_matrix(X, "X").astype(np.float64))
-    y = np.nan_to_num(_as_matrix(Y, "Y").astype(np.float64))
+    x = np.nan_to_num(as_matrix(X, "X", allow_bool=True).astype(np.float64))
+    y = np.nan_to_num(as_matrix(Y, "Y", allow_bool=True).astype(np.float64))
     if x.shape[0] != y.shape[0]:
         raise InputError(f"X has {x.shape[0]} rows but Y has {y.shape[0]}; they must be the same TRs.")
     a = np.asarray(alpha, dtype=np.float64)
@@ -107,8 +108,8 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     working set. ``progress(stage="fit", done, total, message)`` is called per voxel block;
     ``cancel.is_set()`` is checked between blocks.
     """
-    x_np = np.asarray(_as_matrix(X, "X"), dtype=np.float64)
-    y_np = _as_matrix(Y, "Y")
+    x_np = np.asarray(as_matrix(X, "X", allow_bool=True), dtype=np.float64)
+    y_np = as_matrix(Y, "Y", allow_bool=True)
     n, p = x_np.shape
     n_voxels = y_np.shape[1]
     if y_np.shape[0] != n:
@@ -340,15 +341,3 @@ def _device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise InputError(f"Unsupported device {device!r}; use 'cpu', 'cuda' or 'mps'.")
     return dev
-
-
-def _as_matrix(values: Any, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a numeric 2-D array; got {type(values).__name__}.") from None
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"{name} must be a numeric 2-D array (rows = TRs); got shape {arr.shape}, dtype {arr.dtype}.")
-    return arr
