@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
@@ -142,3 +143,23 @@ def json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@contextlib.contextmanager
+def staging_dir(parent: PathLike, prefix: str, target: PathLike) -> Iterator[Path]:
+    """A temporary folder in ``parent`` (mode 0755) in which to build ``target``.
+
+    The caller fills it and renames it to ``target`` inside the ``with`` block; whatever is
+    left of it on exit (an error, or an early return) is removed. OSError -> StorageError.
+    """
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; these folders are shared like any cache
+    except OSError as exc:
+        raise storage_error(parent, exc) from None
+    try:
+        yield tmp
+    except OSError as exc:
+        raise storage_error(target, exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

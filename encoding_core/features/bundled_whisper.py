@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import struct
-import tempfile
 import threading
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import ModelUnavailableError
-from ..storage import atomic_write_text, ensure_dir, storage_error
+from ..storage import atomic_write_text, ensure_dir, staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -229,11 +228,7 @@ def _convert_into(root: Path, folder: Path) -> None:
     n_layers = TINY_EN_CONFIG["encoder_layers"]
     hf = map_to_hf(arrays, n_layers)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in hf.items()}
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{_FOLDER_NAME}.", dir=root))
-    except OSError as exc:
-        raise storage_error(root, exc) from None
-    try:
+    with staging_dir(root, f".{_FOLDER_NAME}.", folder) as tmp:
         config = WhisperConfig(**TINY_EN_CONFIG)
         config.architectures = ["WhisperForConditionalGeneration"]
         config.save_pretrained(tmp)
@@ -242,16 +237,9 @@ def _convert_into(root: Path, folder: Path) -> None:
         shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
         atomic_write_text(tmp / _MARKER, json.dumps({"weights_identity": weights_identity(),
                                                      "source": str(source)}, indent=1))
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0700; the model folder is shared like any cache
         if folder.exists():
             shutil.rmtree(folder)
         os.rename(tmp, folder)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise storage_error(folder, exc) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_bundled(part: str = "encoder") -> Any:

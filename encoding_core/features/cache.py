@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import time
-import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 from ..config import FeatureConfig
 from ..errors import AudioError, CacheError, StorageError
-from ..storage import atomic_output, atomic_write_text, ensure_dir, storage_error
+from ..storage import atomic_output, atomic_write_text, ensure_dir, staging_dir, storage_error
 
 if TYPE_CHECKING:
     from .speech import StoryFeatures
@@ -242,11 +241,7 @@ def _write_entry(root: Path, final: Path, key: str, fields: dict, layers: np.nda
                  config: FeatureConfig, audio_path: Union[str, Path], extra: dict) -> dict:
     """Write an entry in a temp folder, then rename it to ``final``; returns its metadata."""
     n_layers, n_windows, dim = layers.shape
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
-    except OSError as exc:
-        raise storage_error(root, exc) from None
-    try:
+    with staging_dir(root, f".tmp-{key}-", final) as tmp:
         files = {"times.npy": _save_npy(tmp / "times.npy", np.asarray(times, dtype=np.float64))}
         for name, layer in zip(_layer_names(n_layers), layers):
             files[name] = _save_npy(tmp / name, np.ascontiguousarray(layer, dtype=config.cache_dtype))
@@ -256,22 +251,14 @@ def _write_entry(root: Path, final: Path, key: str, fields: dict, layers: np.nda
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "files": files, "extra": extra}
         atomic_write_text(tmp / META, json.dumps(meta, indent=1))
-        os.chmod(tmp, 0o755)
         if final.exists():  # another writer got there first (e.g. no shared lock on this file system)
             try:
                 _open_entry(final, fields)
                 logger.info("Cache entry %s appeared meanwhile; keeping the existing one.", key)
-                shutil.rmtree(tmp, ignore_errors=True)
                 return json.loads((final / META).read_text(encoding="utf-8"))
             except CacheError:
                 shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise storage_error(final, exc) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 
