@@ -1,17 +1,21 @@
-"""Benchmark: several app sessions render the Results page at once while a training job runs.
+"""Benchmark: several browser tabs open the Results page at once while a training job runs.
 
-Run: HF_HUB_OFFLINE=1 python bench/bench_app_load.py [--sessions 5] [--no-job] [--rounds 2] [--browser]
+Run: HF_HUB_OFFLINE=1 python bench/bench_app_load.py [--sessions 5] [--no-job] [--rounds 2]
 
 Set-up (all in a temporary folder): one complete fsaverage5 run (3 layers, 20484 vertices)
-in the app's results folder, and a real background job (``JobManager``) training the tiny
-experiment of ``tests/tiny_experiment.py``. Then ``--sessions`` headless app sessions
-(``streamlit.testing.v1.AppTest``, one thread each, like browser tabs on one server) open
-the app and switch to the Results page at the same moment. Round 1 is cold (the server's
-figure caches are empty), later rounds are warm. Prints one line per session and round:
-Home render, Results render, and whether the brain map was drawn; then a summary.
-With ``--browser`` the sessions are Chromium tabs (Playwright) on a real ``streamlit run``
-server instead, timed from navigation until the script finished and the map is on screen.
+in the app's results folder, a real background job (``JobManager``) training the tiny
+experiment of ``tests/tiny_experiment.py``, and a real ``streamlit run app.py`` server.
+Then ``--sessions`` Chromium tabs (Playwright, Debian's /usr/bin/chromium; each tab is its
+own app session, as students' browsers are) open the Results page at the same moment.
+Round 1 is cold (the server's figure caches are empty), later rounds are warm. Each tab is
+timed from navigation until the script has finished and the three charts (layer profile,
+surface map, histogram) are drawn. Prints one line per tab and round, then a summary.
 Target: Results render under 2 s per session (on a shared 2-core machine, see the report).
+
+Why not ``streamlit.testing.v1.AppTest`` in threads: AppTest installs a global mock
+``Runtime`` for each run and removes it when that run ends, so concurrent AppTests in one
+process break each other ("Runtime hasn't been created!"). Tabs on one server are also
+what a classroom really does.
 """
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,22 +43,20 @@ N_FSAVERAGE5 = 20484
 
 @dataclass
 class SessionResult:
-    """One session's timings (seconds) and what its Results page showed."""
+    """One browser tab: timings (seconds) and what its Results page showed."""
 
     session: int
-    home_s: float
-    results_s: float
+    results_s: float  # navigation -> script finished and all charts drawn
+    script_s: float  # navigation -> the server's script run finished
     exceptions: list[str]
     errors: list[str]
-    plotly_keys: list[str]
-    n_images: int
-    run_shown: Optional[str]
+    chart_keys: list[str]  # keys of the plotly charts on the page (surface_map, histogram, ...)
+    run_shown: str  # the text of the run picker
     headline: Optional[str]  # the first metric (median r of the selected layer), as shown
-    script_s: Optional[float] = None  # browser mode: until the server's script run finished
 
     @property
     def shows_brain(self) -> bool:
-        return "surface_map" in self.plotly_keys
+        return "surface_map" in self.chart_keys
 
 
 def make_surface_run(results_dir: Path, seed: int = 0, layers: tuple[int, ...] = (0, 1, 2)) -> str:
@@ -93,70 +94,22 @@ def start_training_job(root: Path, jobs_dir: Path):
     return manager, manager.start(config)
 
 
-def render_results(session: int, barrier: threading.Barrier) -> SessionResult:
-    """One app session: open the app (Home), then the Results page; timed separately."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    barrier.wait()
-    start = time.perf_counter()
-    at.run()
-    home_s = time.perf_counter() - start
-    at.switch_page("pages/results.py")
-    start = time.perf_counter()
-    at.run()
-    results_s = time.perf_counter() - start
-    keys = [el.key for el in at.get("plotly_chart")]
-    run_pick = at.selectbox(key="run_pick").value if any(s.key == "run_pick" for s in at.selectbox) else None
-    return SessionResult(session, home_s, results_s, [e.message for e in at.exception],
-                         [str(e.value) for e in at.error], keys, len(at.get("image")), run_pick,
-                         at.metric[0].value if len(at.metric) else None)
-
-
-def share_one_script_cache() -> None:
-    """Make every AppTest session use one ScriptCache, as the real server's sessions do.
-
-    AppTest gives each instance its own cache, so five sessions compile the page scripts
-    at the same moment; on CPython 3.11 concurrent ``compile()`` calls in threads can fail
-    with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905). The
-    server (``streamlit run``) has one ScriptCache whose lock serialises compilation.
-    """
-    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
-    from streamlit.testing.v1 import app_test, local_script_runner
-
-    shared = ScriptCache()
-    for module in (app_test, local_script_runner):
-        module.ScriptCache = lambda: shared
-
-
-def render_concurrently(n_sessions: int) -> list[SessionResult]:
-    """``n_sessions`` sessions in threads, started together; results in session order."""
-    share_one_script_cache()
-    barrier = threading.Barrier(n_sessions)
-    results: list[Optional[SessionResult]] = [None] * n_sessions
-    failures: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        try:
-            results[index] = render_results(index, barrier)
-        except BaseException as exc:  # reported by the caller
-            failures.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,), name=f"session-{i}") for i in range(n_sessions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-    return [r for r in results if r is not None]
-
-
 CHROMIUM = "/usr/bin/chromium"
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_server(home: Path, port: int):
-    """``streamlit run app.py`` in ``home`` on a loopback port; returns the process once healthy."""
+    """``streamlit run app.py`` in ``home`` on a loopback port; returns the process once healthy.
+
+    The process gets a ``port`` attribute. Its output goes to ``home/streamlit.log``.
+    """
     import subprocess
     import urllib.request
 
@@ -167,6 +120,7 @@ def start_server(home: Path, port: int):
          "--server.fileWatcherType", "none"],
         cwd=home, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
+    process.port = port
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -181,22 +135,31 @@ def start_server(home: Path, port: int):
         time.sleep(0.5)
 
 
+CHART_KEYS = ("layer_profile", "surface_map", "histogram")
+
+
 async def _browser_session(browser, url: str, index: int) -> SessionResult:
-    """One browser tab opens the Results page; timed until the script finished and the map is drawn."""
+    """One browser tab opens the Results page; timed until the script finished and the charts are drawn."""
     page = await browser.new_page(viewport={"width": 1400, "height": 2000})
     start = time.perf_counter()
     await page.goto(f"{url}/results")
-    await page.locator("[data-testid='stImage'] img").first.wait_for(timeout=300_000)
+    await page.locator("[data-testid='stMetricValue']").first.wait_for(timeout=300_000)
     await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=300_000)
     script_s = time.perf_counter() - start
-    await page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
-    results_s = time.perf_counter() - start
-    keys = ["surface_map"] if await page.locator("[data-testid='stPlotlyChart']").count() >= 2 else []
     exceptions = await page.locator("[data-testid='stException']").all_inner_texts()
     errors = await page.locator("[data-testid='stAlertContentError']").all_inner_texts()
-    images = await page.locator("[data-testid='stImage'] img").count()
+    keys = []
+    if not exceptions and not errors:
+        for key in CHART_KEYS:  # keyed elements carry the class st-key-<key>
+            await page.locator(f".st-key-{key} .js-plotly-plot").first.wait_for(timeout=300_000)
+            keys.append(key)
+    results_s = time.perf_counter() - start
+    picker = page.locator("[data-testid='stSelectbox']").first  # the run picker: label, shown value
+    run_shown = " ".join([await picker.inner_text()] + [await field.input_value() for field in await picker.locator("input").all()])
+    metrics = await page.locator("[data-testid='stMetricValue']").all_inner_texts()
     await page.close()
-    return SessionResult(index, 0.0, results_s, exceptions, errors, keys, images, None, None, script_s)
+    return SessionResult(index, results_s, script_s, exceptions, errors, keys, run_shown.strip(),
+                         metrics[0].strip() if metrics else None)
 
 
 def render_in_browsers(url: str, n_sessions: int) -> list[SessionResult]:
@@ -229,8 +192,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sessions", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="round 1 cold, the rest warm")
     parser.add_argument("--no-job", action="store_true", help="no background training job")
-    parser.add_argument("--browser", action="store_true",
-                        help="real `streamlit run` server and Chromium tabs instead of AppTest threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -242,32 +203,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         manager, job_id = (None, None) if args.no_job else start_training_job(home, home / ".encoding_studio" / "jobs")
         server = None
         try:
-            if args.browser:
-                import socket
-
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", 0))
-                    port = sock.getsockname()[1]
-                server = start_server(home, port)
-                render = lambda n: render_in_browsers(f"http://127.0.0.1:{port}", n)  # noqa: E731
-            else:
-                render = render_concurrently
+            server = start_server(home, free_port())
+            url = f"http://127.0.0.1:{server.port}"
             if manager is not None:  # let the worker get past its imports so it competes for the CPU
                 deadline = time.monotonic() + 60
                 while manager.status(job_id).state == "queued" and time.monotonic() < deadline:
                     time.sleep(0.5)
             print(f"CPUs: {os.cpu_count()} · sessions: {args.sessions} · run {run_id} (fsaverage5, 3 layers) · "
-                  f"{'browser tabs on streamlit run' if args.browser else 'AppTest threads'}")
+                  "Chromium tabs on one streamlit run server")
             rows = []
             for round_index in range(1, args.rounds + 1):
                 state = manager.status(job_id).state if manager else "no job"
-                results = render(args.sessions)
+                results = render_in_browsers(url, args.sessions)
                 state_after = manager.status(job_id).state if manager else "no job"
                 for r in results:
                     rows.append((round_index, r))
                     print(f"round {round_index} ({'cold' if round_index == 1 else 'warm'}), session {r.session}: "
-                          f"home {f'{r.home_s:5.2f} s' if r.home_s else '   -  '} · results {r.results_s:5.2f} s"
-                          f"{f' (script done {r.script_s:5.2f} s)' if r.script_s is not None else ''} · brain map "
+                          f"results {r.results_s:5.2f} s (script done {r.script_s:5.2f} s) · brain map "
                           f"{'yes' if r.shows_brain else 'NO'} · exceptions {len(r.exceptions)} · "
                           f"job {state} -> {state_after}")
             for round_index in range(1, args.rounds + 1):

@@ -1,6 +1,6 @@
 """Benchmark: windows/s of the bundled Whisper tiny.en, reference-style loop vs ours.
 
-Run: HF_HUB_OFFLINE=1 python bench/bench_features.py [--windows 24] [--context 16]
+Run: HF_HUB_OFFLINE=1 python bench/bench_features.py [--windows 24] [--context 16] [--rounds 3]
 Prints a markdown table. All variants use the same model object (sdpa attention).
 (a) reference loop: WhisperFeatureExtractor + encoder per window, batch 1, padded to 30 s;
 (b) ours fp32 batched; (c) ours bf16 autocast; (d) ours context_only (approximate).
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=24)
     parser.add_argument("--context", type=float, default=16.0)
     parser.add_argument("--batch-size", type=int, default=0, help="0 = automatic")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the median is reported")
     args = parser.parse_args()
     torch.manual_seed(0)
     clip, rate = sf.read(ROOT / "tests" / "data" / "speech_clip.flac", dtype="float32")
@@ -66,19 +67,33 @@ def main() -> None:
     base = dict(chunk_size=stride, context_size=args.context, pool="last", batch_size=args.batch_size,
                 include_early_windows=False)
 
+    variants = {
+        "ref": lambda: reference_loop(audio, fp32, ends, args.context),
+        "ours": lambda: compute_layers(audio, fp32, FeatureConfig(**base), end_times=ends)[0],
+        "low": lambda: compute_layers(audio, bf16, FeatureConfig(**base, precision="bf16"), end_times=ends)[0],
+        "short": lambda: compute_layers(audio, fp32, FeatureConfig(**base, context_only=True), end_times=ends)[0],
+    }
     reference_loop(audio, fp32, ends[:1], args.context)  # warm-up
-    ref, t_ref, c_ref = timed(lambda: reference_loop(audio, fp32, ends, args.context))
-    ours, t_ours, c_ours = timed(lambda: compute_layers(audio, fp32, FeatureConfig(**base), end_times=ends)[0])
-    low, t_low, c_low = timed(lambda: compute_layers(audio, bf16, FeatureConfig(**base, precision="bf16"), end_times=ends)[0])
-    short, t_short, c_short = timed(lambda: compute_layers(audio, fp32, FeatureConfig(**base, context_only=True),
-                                                  end_times=ends)[0])
+    compute_layers(audio, bf16, FeatureConfig(**base, precision="bf16"), end_times=ends[:1])
+    # Rounds with a rotating order, median per variant: a burst of load on this shared machine
+    # then hits one round of one variant, not the ratio.
+    values, walls, cpus = {}, {k: [] for k in variants}, {k: [] for k in variants}
+    names = list(variants)
+    for round_index in range(args.rounds):
+        for key in names[round_index % len(names):] + names[:round_index % len(names)]:
+            values[key], wall, cpu = timed(variants[key])
+            walls[key].append(wall)
+            cpus[key].append(cpu)
+    t_ref, t_ours, t_low, t_short = (float(np.median(walls[k])) for k in names)
+    c_ref, c_ours, c_low, c_short = (float(np.median(cpus[k])) for k in names)
+    ref, ours, low, short = (values[k] for k in names)
 
     def corr(a, b):
         return ", ".join(f"{np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1]:.3f}" for i in range(a.shape[0]))
 
     n = len(ends)
     print(f"Bundled Whisper tiny.en, {n} windows of {args.context:g} s, CPU threads {torch.get_num_threads()}, "
-          f"torch {torch.__version__}\n")
+          f"torch {torch.__version__}, median of {args.rounds} rounds\n")
     rows = [("(a) reference loop, batch 1, padded 30 s", t_ref, c_ref, ref, ""),
             ("(b) ours fp32 batched", t_ours, c_ours, ours, ""),
             ("(c) ours bf16 (approximate)", t_low, c_low, low, corr(low, ours)),
