@@ -11,11 +11,11 @@ How :func:`ridge_nested_cv` is fast (same numbers as refactorising every fold):
 2. Each inner fold's training Gram is a *downdate*, ``G_f = G - Xh'Xh`` (Xh = held-out rows),
    eigendecomposed once (float64): ``G_f = V diag(s^2) V'``. Its training ``X'Y`` is
    ``C_f = C - Xh'Yh``.
-3. For all alphas at once, the held-out predictions (centred over the held-out rows) are
-   ``P_alpha = M_alpha C_f`` with ``M_alpha = Xh_c V diag(1 / (s^2 + a^2)) V'`` (n_h, p), built
-   without touching Y. All alphas are one matrix product per voxel block; the correlation
-   of every alpha with the held-out data is reduced per voxel without keeping
-   (alphas x TRs x voxels) for more than one voxel block.
+3. Per voxel block, the held-out predictions (centred over the held-out rows) are
+   ``P_alpha = (Xh_c V) diag(1 / (s^2 + a^2)) (V' C_f)``: ``Xh_c V`` (n_h, p) is built once per
+   fold without touching Y, ``V' C_f`` once per block, then one (n_h, p) x (p, block) product
+   per alpha whose correlation with the held-out data is reduced per voxel at once. The
+   working set is one block: never (alphas x TRs x voxels), nor an (alphas x TRs, p) matrix.
 4. Alphas with ``s_max^2 / a^2`` below the float precision give predictions that differ only
    by a scale factor, hence identical correlations; they are scored once (exact ties).
 5. The best alpha per voxel is the argmax of the mean inner-fold correlation; exact ties go
@@ -108,7 +108,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     working set. ``progress(stage="fit", done, total, message)`` is called per voxel block;
     ``cancel.is_set()`` is checked between blocks.
     """
-    x_np = np.asarray(as_matrix(X, "X", allow_bool=True), dtype=np.float64)
+    x_np = as_matrix(X, "X", allow_bool=True)
     y_np = as_matrix(Y, "Y", allow_bool=True)
     n, p = x_np.shape
     n_voxels = y_np.shape[1]
@@ -124,13 +124,23 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     dtype = torch.float64 if (y_np.dtype == np.float64 and dev.type != "mps") else torch.float32
     report = progress or (lambda stage, done, total, message="": None)
 
+    if x_np.dtype not in (np.float32, np.float64):
+        x_np = x_np.astype(np.float64)
     bad_x = ~np.isfinite(x_np)
     if bad_x.any():
         logger.warning("X holds %d NaN/inf values; they are treated as 0.", int(bad_x.sum()))
-        x_np = np.where(bad_x, 0.0, x_np)
-    x64 = torch.from_numpy(x_np)
-    x_dev = x64.to(dev, dtype)
-    gram = x64.T @ x64
+        x_np = np.where(bad_x, 0.0, x_np).astype(x_np.dtype)
+    del bad_x
+    x_host = torch.from_numpy(np.ascontiguousarray(x_np))  # X is never copied whole to float64
+
+    def rows64(index: np.ndarray) -> torch.Tensor:
+        return x_host[torch.from_numpy(index)].double()
+
+    x_dev = x_host.to(dev, dtype)  # no copy for float32 X and float32 Y on the CPU
+    gram = torch.zeros((p, p), dtype=torch.float64)
+    for start in range(0, n, 2048):
+        chunk = x_host[start:start + 2048].double()
+        gram += chunk.T @ chunk
 
     block = _block_size(memory_budget_gb, n, p, max(len(te) for _, te in fold_list), len(grid), dtype)
     blocks = [slice(start, min(start + block, n_voxels)) for start in range(0, n_voxels, block)]
@@ -144,6 +154,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         y_block, n_bad = _target_block(y_np, slice(None), cols, dtype, dev)
         n_bad_voxels += n_bad
         cross[:, cols] = x_dev.T @ y_block
+        del y_block
         step += 1
         check_cancel(cancel)
         report("fit", step, total_steps, "X'Y")
@@ -158,41 +169,49 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         removed_idx = np.setdiff1d(np.arange(n), train_idx)
         downdate = len(removed_idx) <= len(train_idx)
         if downdate:
-            removed_x = x64[removed_idx]
+            removed_x = rows64(removed_idx)
             fold_gram = gram - removed_x.T @ removed_x
+            del removed_x
             removed_x_dev = x_dev[torch.from_numpy(removed_idx).to(dev)]
             held_in_removed = torch.from_numpy(np.searchsorted(removed_idx, test_idx)).to(dev)
         else:
-            train_x = x64[train_idx]
+            train_x = rows64(train_idx)
             fold_gram = train_x.T @ train_x
+            del train_x
             train_x_dev = x_dev[torch.from_numpy(train_idx).to(dev)]
         evals, evecs = torch.linalg.eigh(fold_gram)
+        del fold_gram
         evals = evals.clamp(min=0.0)
         shrink, scored, representative = _alpha_factors(evals, grid, normalpha, eps)
-        held_x = x64[test_idx]
-        centred = (held_x - held_x.mean(dim=0)) @ evecs  # (n_h, p)
-        # M_alpha = Xh_c V diag(shrink_alpha) V', stacked over the scored alphas: (k * n_h, p)
-        scaled = torch.empty((len(scored), len(test_idx), p), dtype=dtype)
-        for slot, alpha_index in enumerate(scored):  # a few alphas; avoids a float64 (k, n_h, p) buffer
-            scaled[slot] = centred * shrink[:, alpha_index]
-        mapping = (scaled.reshape(-1, p) @ evecs.T.to(dtype)).to(dev)
-        del scaled
-        n_held = len(test_idx)
+        held_x = rows64(test_idx)
+        # Held-out predictions for alpha: P_alpha = (Xh_c V) diag(shrink_alpha) (V' C_f).
+        held_rotated = ((held_x - held_x.mean(dim=0)) @ evecs).to(dev, dtype)  # (n_h, p)
+        del held_x
+        shrink_dev = shrink.to(dev, dtype)
+        evecs_t = evecs.T.to(dev, dtype)
         for cols in blocks:
             if downdate:
                 y_removed, _ = _target_block(y_np, removed_idx, cols, dtype, dev)
                 cross_fold = cross[:, cols] - removed_x_dev.T @ y_removed
                 y_held = y_removed[held_in_removed]
+                del y_removed
             else:
                 y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev)
                 cross_fold = train_x_dev.T @ y_train
+                del y_train
                 y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
-            preds = (mapping @ cross_fold).reshape(len(scored), n_held, -1)
+            rotated = evecs_t @ cross_fold  # (p, B)
+            del cross_fold
             y_centred = y_held - y_held.mean(dim=0)
-            pred_ss = torch.linalg.vector_norm(preds, dim=1).double() ** 2
-            numerator = preds.mul_(y_centred).sum(dim=1)  # in place: no second (k, n_h, B) buffer
-            target_ss = (y_centred * y_centred).sum(dim=0)
-            corr = _safe_ratio(numerator.double(), torch.sqrt(pred_ss * target_ss.double()))
+            target_ss = (y_centred * y_centred).sum(dim=0).double()
+            width = y_centred.shape[1]
+            numerator = torch.empty((len(scored), width), dtype=torch.float64)
+            pred_ss = torch.empty((len(scored), width), dtype=torch.float64)
+            for slot, alpha_index in enumerate(scored):  # one (n_h, B) prediction at a time
+                preds = (held_rotated * shrink_dev[:, alpha_index]) @ rotated
+                pred_ss[slot] = (preds * preds).sum(dim=0).double()
+                numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
+            corr = _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss))
             scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
             check_cancel(cancel)
@@ -288,8 +307,11 @@ def _block_size(memory_budget_gb: float, n: int, p: int, n_held: int, n_alphas: 
     if not budget > 0:
         raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.")
     itemsize = 8 if dtype == torch.float64 else 4
-    per_voxel = itemsize * (n_alphas * n_held + 3 * n_held + 3 * p + n) + 8 * n_alphas
-    fixed = itemsize * (n_alphas * n_held * p + n * p) + 8 * 3 * p * p
+    # Per voxel: a column of Y (the X'Y pass reads all n rows), the fold's C_f and V'C_f, the
+    # held-out targets and one alpha's predictions, the float64 score rows. Fixed: X on the
+    # device, the held-out rotated features, the float64 Gram matrices and eigenvectors.
+    per_voxel = itemsize * (2 * n + 4 * n_held + 2 * p) + 8 * 4 * n_alphas
+    fixed = itemsize * (n * p + n_held * p + p * p) + 8 * 3 * p * p
     room = max(budget - fixed, per_voxel)
     return int(max(1, min(MAX_BLOCK_VOXELS, room // per_voxel)))
 

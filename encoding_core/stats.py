@@ -20,9 +20,13 @@ PERMUTATION_BATCH_ELEMENTS = 10_000_000
 """Permutation batches hold at most this many float64 values (80 MB)."""
 
 
+COLUMN_BLOCK_ELEMENTS = 4_000_000
+"""Column-wise statistics work on float64 blocks of at most this many values (32 MB)."""
+
+
 def _pair(Y: Any, P: Any) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(Y, dtype=np.float64)
-    p = np.asarray(P, dtype=np.float64)
+    """Y and P as 2-D arrays of one shape, in their own numeric dtype (no float64 copy)."""
+    y, p = np.asarray(Y), np.asarray(P)
     if y.ndim == 1:
         y = y[:, None]
     if p.ndim == 1:
@@ -31,7 +35,15 @@ def _pair(Y: Any, P: Any) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(
             f"Y and P must have the same (n_trs, n_voxels) shape; got {y.shape} and {p.shape}."
         )
+    for name, values in (("Y", y), ("P", p)):
+        if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+            raise InputError(f"{name} must be numeric; got dtype {values.dtype}.")
     return y, p
+
+
+def _column_blocks(n_rows: int, n_columns: int) -> list[slice]:
+    width = max(1, COLUMN_BLOCK_ELEMENTS // max(n_rows, 1))
+    return [slice(start, min(start + width, n_columns)) for start in range(0, n_columns, width)]
 
 
 def _columns_ok(values: np.ndarray) -> np.ndarray:
@@ -46,35 +58,44 @@ def pearson_r(Y: Any, P: Any) -> np.ndarray:
     """Pearson correlation of each column of Y (n, v) with the same column of P -> (v,).
 
     Columns that are constant or hold NaN/inf in Y or P get r = 0 (counted in a warning).
+    Computed in float64 over column blocks (memory: a few 32 MB blocks, whatever v is).
     """
-    y, p = _pair(Y, P)
-    ok = _columns_ok(y) & _columns_ok(p)
-    n_bad = int((~ok).sum())
+    y_all, p_all = _pair(Y, P)
+    r = np.zeros(y_all.shape[1])
+    n_bad = 0
+    for cols in _column_blocks(*y_all.shape):
+        y = y_all[:, cols].astype(np.float64)
+        p = p_all[:, cols].astype(np.float64)
+        ok = _columns_ok(y) & _columns_ok(p)
+        n_bad += int((~ok).sum())
+        y = np.where(ok, y, 0.0)
+        p = np.where(ok, p, 0.0)
+        y -= y.mean(axis=0)
+        p -= p.mean(axis=0)
+        denom = np.sqrt((y * y).sum(axis=0) * (p * p).sum(axis=0))
+        np.divide((y * p).sum(axis=0), denom, out=r[cols], where=ok & (denom > 0))
     if n_bad:
         logger.warning("pearson_r: %d of %d voxels are constant or hold NaN/inf; their r is set to 0.",
-                       n_bad, y.shape[1])
-    y = np.where(ok, y, 0.0)
-    p = np.where(ok, p, 0.0)
-    yc = y - y.mean(axis=0)
-    pc = p - p.mean(axis=0)
-    denom = np.sqrt((yc * yc).sum(axis=0) * (pc * pc).sum(axis=0))
-    r = np.divide((yc * pc).sum(axis=0), denom, out=np.zeros(y.shape[1]), where=ok & (denom > 0))
+                       n_bad, y_all.shape[1])
     return np.clip(r, -1.0, 1.0)
 
 
 def r2_score(Y: Any, P: Any) -> np.ndarray:
     """Coefficient of determination per column, 1 - SS_res / SS_tot -> (v,).
 
-    Constant or non-finite target columns get 0.
+    Constant or non-finite target columns get 0. Float64 over column blocks.
     """
-    y, p = _pair(Y, P)
-    ok = _columns_ok(y) & np.all(np.isfinite(p), axis=0)
-    y = np.where(ok, y, 0.0)
-    p = np.where(ok, p, 0.0)
-    ss_res = ((y - p) ** 2).sum(axis=0)
-    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    out = np.zeros(y.shape[1])
-    np.subtract(1.0, np.divide(ss_res, ss_tot, out=np.zeros_like(ss_res), where=ok), out=out, where=ok)
+    y_all, p_all = _pair(Y, P)
+    out = np.zeros(y_all.shape[1])
+    for cols in _column_blocks(*y_all.shape):
+        y = y_all[:, cols].astype(np.float64)
+        p = p_all[:, cols].astype(np.float64)
+        ok = _columns_ok(y) & np.all(np.isfinite(p), axis=0)
+        y = np.where(ok, y, 0.0)
+        p = np.where(ok, p, 0.0)
+        ss_res = ((y - p) ** 2).sum(axis=0)
+        ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+        np.subtract(1.0, np.divide(ss_res, ss_tot, out=np.zeros_like(ss_res), where=ok), out=out[cols], where=ok)
     return out
 
 
@@ -107,7 +128,7 @@ def block_permutation_pvalues(Y: Any, P: Any, block_length: int = 10, n_permutat
     cross-products of Y block i with P block j; each permutation is a gather over c.
     Constant or non-finite voxels get p = 1.
     """
-    y, p = _pair(Y, P)
+    y, p = (values.astype(np.float64) for values in _pair(Y, P))
     n, n_voxels = y.shape
     block_length = int(block_length)
     if block_length < 1:

@@ -40,6 +40,26 @@ def test_r2_equals_sklearn():
     np.testing.assert_allclose(r2_score(Y, P), sk_r2(Y, P, multioutput="raw_values"), atol=1e-12)
 
 
+def test_column_blocks_and_float32_input_give_the_same_statistics(monkeypatch):
+    """Blocks of 7 columns (a partial last block), float32 input, one constant column."""
+    from encoding_core import stats
+
+    gen = np.random.default_rng(11)
+    Y = gen.standard_normal((30, 25)).astype(np.float32)
+    P = (0.5 * Y + gen.standard_normal((30, 25))).astype(np.float32)
+    Y[:, 9] = 2.0
+    monkeypatch.setattr(stats, "COLUMN_BLOCK_ELEMENTS", 30 * 7)
+    r = pearson_r(Y, P)
+    expected = [0.0 if j == 9 else sps.pearsonr(Y[:, j].astype(np.float64), P[:, j].astype(np.float64))[0]
+                for j in range(25)]
+    np.testing.assert_allclose(r, expected, atol=1e-12)
+    Y64, P64 = Y.astype(np.float64), P.astype(np.float64)
+    keep = np.arange(25) != 9
+    np.testing.assert_allclose(r2_score(Y, P)[keep], sk_r2(Y64[:, keep], P64[:, keep], multioutput="raw_values"),
+                               atol=1e-12)
+    assert r2_score(Y, P)[9] == 0.0
+
+
 def test_block_permutation_matches_exhaustive_enumeration():
     """With 4 blocks there are 24 orders; many random draws approach the exact p-value."""
     gen = np.random.default_rng(2)

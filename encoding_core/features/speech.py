@@ -279,6 +279,8 @@ class _WhisperRunner:
         if config.context_only and config.pool in ("last_padded", "mean_padded"):
             raise ConfigError(f"pool={config.pool!r} needs the 30 s padded input; it cannot be combined with "
                               "context_only=True. Fix: use pool 'last' or 'mean', or context_only=False.")
+        # pool="last" needs one frame per window: the last layer is computed at that frame only.
+        self.last_frame_only = config.pool == "last" and _has_whisper_layers(encoder)
 
     def real_frames(self, lengths: np.ndarray) -> np.ndarray:
         """Encoder frames reached by real audio: ceil(n_samples / samples_per_frame)."""
@@ -329,6 +331,8 @@ class _WhisperRunner:
         padded[:, :min(waves.shape[1], width)] = waves[:, :width]
         mel = self.log_mel(torch.from_numpy(padded).to(device), n_mel).to(dtype)  # fp32 even in bf16 mode
         with self.loaded.autocast():
+            if self.last_frame_only:
+                return self.encode_last_frame(mel, frames)
             if self.config.context_only:
                 hidden = self.encode_short(mel)
             else:
@@ -342,17 +346,77 @@ class _WhisperRunner:
         Same submodules as ``WhisperEncoder.forward``: conv1, conv2, GELU, the first n position
         embeddings, the layers, and the final layer norm on the last layer's output.
         """
-        import torch.nn.functional as F
-
         enc = self.encoder
-        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel)))).permute(0, 2, 1)
-        x = x + enc.embed_positions.weight[: x.shape[1]].to(x.dtype)
+        x = self.embed(mel, cast=True)
         outputs = []
         for layer in enc.layers:
             x = layer(x, None)
             outputs.append(x)
         outputs[-1] = enc.layer_norm(outputs[-1])
         return tuple(outputs)
+
+    def embed(self, mel: Any, cast: bool) -> Any:
+        """conv1, GELU, conv2, GELU and the first n position embeddings: (B, n_mels, 2n) -> (B, n, dim).
+
+        cast: add the embeddings in the conv output's dtype (``encode_short``'s way); else as HF does.
+        """
+        import torch.nn.functional as F
+
+        enc = self.encoder
+        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel)))).permute(0, 2, 1)
+        positions = enc.embed_positions.weight[: x.shape[1]]
+        return x + (positions.to(x.dtype) if cast else positions)
+
+    def encode_last_frame(self, mel: Any, frames: Any) -> Any:
+        """``pool="last"`` features (n_layers, B, dim), the last layer computed at one frame per window.
+
+        frames: (B,) real frames; window b uses frame ``frames[b] - 1`` of every layer. Layers
+        0..L-2 run on all frames (they feed the next layer's keys and values). In the last layer
+        every operation but the key/value projections acts on each frame separately (layer norms,
+        query, output projection, residuals, feed-forward, the final layer norm), so it is enough
+        to compute them at the one frame used, attending over all keys without a mask as HF does.
+        Same arithmetic as the full forward, up to float rounding.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        enc = self.encoder
+        x = self.embed(mel, cast=self.config.context_only)
+        batch, n_frames, dim = x.shape
+        rows = torch.arange(batch, device=x.device)
+        index = (frames - 1).clamp(min=0, max=n_frames - 1)
+        pooled = []
+        for layer in enc.layers[:-1]:
+            x = layer(x, None)
+            pooled.append(x[rows, index])
+        layer = enc.layers[-1]
+        attn = layer.self_attn
+        heads, head_dim = attn.num_heads, attn.head_dim
+        normed = layer.self_attn_layer_norm(x)
+        keys = attn.k_proj(normed).view(batch, n_frames, heads, head_dim).transpose(1, 2)
+        values = attn.v_proj(normed).view(batch, n_frames, heads, head_dim).transpose(1, 2)
+        query = (attn.q_proj(normed[rows, index]) * attn.scaling).view(batch, heads, 1, head_dim)
+        context = F.scaled_dot_product_attention(query, keys, values, scale=1.0)  # (B, heads, 1, head_dim)
+        y = x[rows, index] + attn.out_proj(context.reshape(batch, heads * head_dim))
+        y = y + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(y))))
+        if y.dtype == torch.float16:  # WhisperEncoderLayer's fp16 overflow clamp
+            limit = torch.finfo(y.dtype).max - 1000
+            y = y.clamp(min=-limit, max=limit)
+        pooled.append(enc.layer_norm(y))
+        return torch.stack(pooled)
+
+
+def _has_whisper_layers(encoder: Any) -> bool:
+    """True when the encoder has the submodules ``encode_last_frame`` uses (else: full forward)."""
+    layers = getattr(encoder, "layers", None)
+    if not layers or not all(hasattr(encoder, name) for name in ("conv1", "conv2", "embed_positions", "layer_norm")):
+        return False
+    layer = layers[-1]
+    attn = getattr(layer, "self_attn", None)
+    return (all(hasattr(layer, name) for name in ("self_attn_layer_norm", "final_layer_norm", "fc1", "fc2",
+                                                   "activation_fn"))
+            and all(hasattr(attn, name) for name in ("q_proj", "k_proj", "v_proj", "out_proj", "scaling",
+                                                      "num_heads", "head_dim")))
 
 
 class _ConvEncoderRunner:
