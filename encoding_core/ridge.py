@@ -12,10 +12,13 @@ How :func:`ridge_nested_cv` is fast (same numbers as refactorising every fold):
    eigendecomposed once (float64): ``G_f = V diag(s^2) V'``. Its training ``X'Y`` is
    ``C_f = C - Xh'Yh``.
 3. Per voxel block, the held-out predictions (centred over the held-out rows) are
-   ``P_alpha = (Xh_c V) diag(1 / (s^2 + a^2)) (V' C_f)``: ``Xh_c V`` (n_h, p) is built once per
-   fold without touching Y, ``V' C_f`` once per block, then one (n_h, p) x (p, block) product
-   per alpha whose correlation with the held-out data is reduced per voxel at once. The
-   working set is one block: never (alphas x TRs x voxels), nor an (alphas x TRs, p) matrix.
+   ``P_alpha = (Xh_c V) diag(1 / (s^2 + a^2)) (V' C_f)``; ``Xh_c V`` (n_h, p) is built once per
+   fold without touching Y. When alphas x held-out rows is small (fewer than the voxels, and
+   the matrix within 1/8 of the memory budget) ``M_alpha = Xh_c V diag(.) V'`` is formed once
+   per fold and all alphas are one product with ``C_f`` per block; otherwise ``V' C_f`` is
+   formed per block and each alpha is one (n_h, p) x (p, block) product. Either way the
+   correlation of every alpha with the held-out data is reduced per voxel block, never
+   keeping (alphas x TRs x voxels).
 4. Alphas with ``s_max^2 / a^2`` below the float precision give predictions that differ only
    by a scale factor, hence identical correlations; they are scored once (exact ties).
 5. The best alpha per voxel is the argmax of the mean inner-fold correlation; exact ties go
@@ -143,6 +146,8 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         gram += chunk.T @ chunk
 
     block = _block_size(memory_budget_gb, n, p, max(len(te) for _, te in fold_list), len(grid), dtype)
+    itemsize = 8 if dtype == torch.float64 else 4
+    mapping_bytes = float(memory_budget_gb) * 1024 ** 3 / 8  # cap on the per-fold (alphas x n_h, p) mapping
     blocks = [slice(start, min(start + block, n_voxels)) for start in range(0, n_voxels, block)]
     total_steps = len(blocks) * (len(fold_list) + 2)
     step = 0
@@ -189,6 +194,15 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         del held_x
         shrink_dev = shrink.to(dev, dtype)
         evecs_t = evecs.T.to(dev, dtype)
+        n_held = len(test_idx)
+        # Small held-out sets (few alphas x rows): premultiply M_alpha = Xh_c V diag(shrink) V'
+        # once per fold, fewer flops than rotating every block's C_f. Otherwise rotate per block.
+        mapping = None
+        if len(scored) * n_held < n_voxels and len(scored) * n_held * p * itemsize <= mapping_bytes:
+            mapping = torch.empty((len(scored), n_held, p), dtype=dtype, device=dev)
+            for slot, alpha_index in enumerate(scored):
+                mapping[slot] = (held_rotated * shrink_dev[:, alpha_index]) @ evecs_t
+            mapping = mapping.reshape(-1, p)
         for cols in blocks:
             if downdate:
                 y_removed, _ = _target_block(y_np, removed_idx, cols, dtype, dev)
@@ -200,17 +214,21 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
                 cross_fold = train_x_dev.T @ y_train
                 del y_train
                 y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
-            rotated = evecs_t @ cross_fold  # (p, B)
-            del cross_fold
             y_centred = y_held - y_held.mean(dim=0)
             target_ss = (y_centred * y_centred).sum(dim=0).double()
-            width = y_centred.shape[1]
-            numerator = torch.empty((len(scored), width), dtype=torch.float64)
-            pred_ss = torch.empty((len(scored), width), dtype=torch.float64)
-            for slot, alpha_index in enumerate(scored):  # one (n_h, B) prediction at a time
-                preds = (held_rotated * shrink_dev[:, alpha_index]) @ rotated
-                pred_ss[slot] = (preds * preds).sum(dim=0).double()
-                numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
+            if mapping is not None:
+                preds = (mapping @ cross_fold).reshape(len(scored), n_held, -1)
+                pred_ss = (preds * preds).sum(dim=1).double()
+                numerator = preds.mul_(y_centred).sum(dim=1).double()  # in place: no second buffer
+            else:
+                rotated = evecs_t @ cross_fold  # (p, B)
+                numerator = torch.empty((len(scored), y_centred.shape[1]), dtype=torch.float64)
+                pred_ss = torch.empty_like(numerator)
+                for slot, alpha_index in enumerate(scored):  # one (n_h, B) prediction at a time
+                    preds = (held_rotated * shrink_dev[:, alpha_index]) @ rotated
+                    pred_ss[slot] = (preds * preds).sum(dim=0).double()
+                    numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
+            del cross_fold
             corr = _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss))
             scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
@@ -308,10 +326,12 @@ def _block_size(memory_budget_gb: float, n: int, p: int, n_held: int, n_alphas: 
         raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.")
     itemsize = 8 if dtype == torch.float64 else 4
     # Per voxel: a column of Y (the X'Y pass reads all n rows), the fold's C_f and V'C_f, the
-    # held-out targets and one alpha's predictions, the float64 score rows. Fixed: X on the
-    # device, the held-out rotated features, the float64 Gram matrices and eigenvectors.
-    per_voxel = itemsize * (2 * n + 4 * n_held + 2 * p) + 8 * 4 * n_alphas
-    fixed = itemsize * (n * p + n_held * p + p * p) + 8 * 3 * p * p
+    # held-out targets and predictions (all alphas when the fold's mapping is used), the
+    # float64 score rows. Fixed: X on the device, the held-out rotated features, the mapping
+    # (at most 1/8 of the budget), the float64 Gram matrices and eigenvectors.
+    per_voxel = itemsize * (2 * n + (n_alphas + 3) * n_held + 2 * p) + 8 * 4 * n_alphas
+    mapping = min(itemsize * n_alphas * n_held * p, budget / 8)
+    fixed = itemsize * (n * p + n_held * p + p * p) + mapping + 8 * 3 * p * p
     room = max(budget - fixed, per_voxel)
     return int(max(1, min(MAX_BLOCK_VOXELS, room // per_voxel)))
 

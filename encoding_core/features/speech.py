@@ -332,7 +332,7 @@ class _WhisperRunner:
         mel = self.log_mel(torch.from_numpy(padded).to(device), n_mel).to(dtype)  # fp32 even in bf16 mode
         with self.loaded.autocast():
             if self.last_frame_only:
-                return self.encode_last_frame(mel, frames)
+                return self._encode_last_frame(mel, frames)
             if self.config.context_only:
                 hidden = self.encode_short(mel)
             else:
@@ -347,7 +347,7 @@ class _WhisperRunner:
         embeddings, the layers, and the final layer norm on the last layer's output.
         """
         enc = self.encoder
-        x = self.embed(mel, cast=True)
+        x = self._embed(mel, cast=True)
         outputs = []
         for layer in enc.layers:
             x = layer(x, None)
@@ -355,7 +355,7 @@ class _WhisperRunner:
         outputs[-1] = enc.layer_norm(outputs[-1])
         return tuple(outputs)
 
-    def embed(self, mel: Any, cast: bool) -> Any:
+    def _embed(self, mel: Any, cast: bool) -> Any:
         """conv1, GELU, conv2, GELU and the first n position embeddings: (B, n_mels, 2n) -> (B, n, dim).
 
         cast: add the embeddings in the conv output's dtype (``encode_short``'s way); else as HF does.
@@ -367,7 +367,7 @@ class _WhisperRunner:
         positions = enc.embed_positions.weight[: x.shape[1]]
         return x + (positions.to(x.dtype) if cast else positions)
 
-    def encode_last_frame(self, mel: Any, frames: Any) -> Any:
+    def _encode_last_frame(self, mel: Any, frames: Any) -> Any:
         """``pool="last"`` features (n_layers, B, dim), the last layer computed at one frame per window.
 
         frames: (B,) real frames; window b uses frame ``frames[b] - 1`` of every layer. Layers
@@ -381,7 +381,7 @@ class _WhisperRunner:
         import torch.nn.functional as F
 
         enc = self.encoder
-        x = self.embed(mel, cast=self.config.context_only)
+        x = self._embed(mel, cast=self.config.context_only)
         batch, n_frames, dim = x.shape
         rows = torch.arange(batch, device=x.device)
         index = (frames - 1).clamp(min=0, max=n_frames - 1)
@@ -407,7 +407,7 @@ class _WhisperRunner:
 
 
 def _has_whisper_layers(encoder: Any) -> bool:
-    """True when the encoder has the submodules ``encode_last_frame`` uses (else: full forward)."""
+    """True when the encoder has the submodules ``_encode_last_frame`` uses (else: full forward)."""
     layers = getattr(encoder, "layers", None)
     if not layers or not all(hasattr(encoder, name) for name in ("conv1", "conv2", "embed_positions", "layer_norm")):
         return False
