@@ -3,7 +3,7 @@
 Run: HF_HUB_OFFLINE=1 python bench/bench_features.py [--windows 24] [--context 16] [--rounds 3]
 Prints a markdown table. All variants use the same model object (sdpa attention).
 (a) reference loop: WhisperFeatureExtractor + encoder per window, batch 1, padded to 30 s;
-(b) ours fp32 batched; (c) ours bf16 autocast; (d) ours context_only (approximate).
+(b) ours fp32 (default, batch size automatic); (c) ours bf16 autocast; (d) ours context_only (approximate).
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def main() -> None:
     print(f"Bundled Whisper tiny.en, {n} windows of {args.context:g} s, CPU threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}, median of {args.rounds} rounds\n")
     rows = [("(a) reference loop, batch 1, padded 30 s", t_ref, c_ref, ref, ""),
-            ("(b) ours fp32 batched", t_ours, c_ours, ours, ""),
+            ("(b) ours fp32 (default)", t_ours, c_ours, ours, ""),
             ("(c) ours bf16 (approximate)", t_low, c_low, low, corr(low, ours)),
             (f"(d) ours context_only {args.context:g} s (approximate)", t_short, c_short, short, corr(short, ours))]
     print("| variant | wall s | windows/s (wall) | ratio vs (a), wall | CPU s | ratio vs (a), CPU | "

@@ -140,6 +140,9 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         return x_host[torch.from_numpy(index)].double()
 
     x_dev = x_host.to(dev, dtype)  # no copy for float32 X and float32 Y on the CPU
+    if n < p:  # fewer TRs than features: n x n kernel matrices instead of p x p Gram matrices
+        return _nested_cv_dual(x_host, x_dev, y_np, fold_list, grid, normalpha, single_alpha, dtype,
+                               memory_budget_gb, report, cancel)
     gram = torch.zeros((p, p), dtype=torch.float64)
     for start in range(0, n, 2048):
         chunk = x_host[start:start + 2048].double()
@@ -229,20 +232,14 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
                     pred_ss[slot] = (preds * preds).sum(dim=0).double()
                     numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
             del cross_fold
-            corr = _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss))
-            scores[:, cols] += corr.cpu()[representative] / len(fold_list)
+            scores[:, cols] += _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss)).cpu()[representative] / len(fold_list)
             step += 1
             check_cancel(cancel)
             report("fit", step, total_steps, f"inner fold {fold_number + 1}/{len(fold_list)}")
 
-    # 4) choose alphas: argmax over alphas sorted ascending, so exact ties go to the smaller alpha.
-    ascending = np.argsort(grid, kind="stable")
+    # 4) choose alphas.
     mean_scores = scores.numpy()
-    if single_alpha:
-        best_sorted = int(np.argmax(mean_scores[ascending].mean(axis=1)))
-        best_index = np.full(n_voxels, ascending[best_sorted], dtype=np.int64)
-    else:
-        best_index = ascending[np.argmax(mean_scores[ascending], axis=0)]
+    best_index = _choose_alphas(mean_scores, grid, single_alpha)
 
     # 5) refit on all rows, each voxel with its alpha.
     evals, evecs = torch.linalg.eigh(gram)
@@ -266,6 +263,103 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         check_cancel(cancel)
         report("fit", step, total_steps, "refit")
 
+    return _result(weights, mean_scores, best_index, grid, alpha_scale)
+
+
+def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray, fold_list: list, grid: np.ndarray,
+                    normalpha: bool, single_alpha: bool, dtype: torch.dtype, memory_budget_gb: float,
+                    report: ProgressCallback, cancel: Optional[CancelFlag]) -> RidgeFit:
+    """:func:`ridge_nested_cv` when n < p, in kernel form: the same weights and scores.
+
+    With the training kernel ``K = X X' = U diag(s^2) U'`` (n, n), the weights for penalty a
+    are ``W = X' U diag(1 / (s^2 + a^2)) U' Y``, equal to the primal ``V diag(.) V' X'Y`` (the
+    non-zero s^2 are the same; directions with s = 0 contribute nothing to either, so they
+    are dropped). Held-out predictions are ``K_ht U diag(.) U' Y_t``. Every eigendecomposition
+    is n x n, and nothing p x v is formed but the returned weights.
+    """
+    n, p = x_host.shape
+    n_voxels = y_np.shape[1]
+    dev = x_dev.device
+    kernel = torch.zeros((n, n), dtype=torch.float64)
+    for start in range(0, p, 4096):  # float64 products without a float64 copy of X
+        chunk = x_host[:, start:start + 4096].double()
+        kernel += chunk @ chunk.T
+    block = _block_size(memory_budget_gb, n, n, max(len(te) for _, te in fold_list), len(grid), dtype)
+    blocks = [slice(start, min(start + block, n_voxels)) for start in range(0, n_voxels, block)]
+    total_steps = len(blocks) * (len(fold_list) + 1)
+    step = 0
+    scores = torch.zeros((len(grid), n_voxels), dtype=torch.float64)
+    eps = torch.finfo(dtype).eps
+    for fold_number, (train_idx, test_idx) in enumerate(fold_list):
+        train, held = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+        evals, evecs = _kernel_eigh(kernel[train][:, train])
+        shrink, scored, representative = _alpha_factors(evals, grid, normalpha, eps)
+        shrink = shrink * (evals > 0).unsqueeze(1)
+        held_kernel = kernel[held][:, train]
+        held_rotated = ((held_kernel - held_kernel.mean(dim=0)) @ evecs).to(dev, dtype)  # (n_h, n_t)
+        shrink_dev = shrink.to(dev, dtype)
+        evecs_t = evecs.T.to(dev, dtype)
+        for cols in blocks:
+            y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev)
+            y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
+            rotated = evecs_t @ y_train  # (n_t, B)
+            y_centred = y_held - y_held.mean(dim=0)
+            target_ss = (y_centred * y_centred).sum(dim=0).double()
+            numerator = torch.empty((len(scored), y_centred.shape[1]), dtype=torch.float64)
+            pred_ss = torch.empty_like(numerator)
+            for slot, alpha_index in enumerate(scored):  # one (n_h, B) prediction at a time
+                preds = (held_rotated * shrink_dev[:, alpha_index]) @ rotated
+                pred_ss[slot] = (preds * preds).sum(dim=0).double()
+                numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
+            scores[:, cols] += _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss)).cpu()[representative] / len(fold_list)
+            step += 1
+            check_cancel(cancel)
+            report("fit", step, total_steps, f"inner fold {fold_number + 1}/{len(fold_list)}")
+
+    mean_scores = scores.numpy()
+    best_index = _choose_alphas(mean_scores, grid, single_alpha)
+    evals, evecs = _kernel_eigh(kernel)
+    alpha_scale = math.sqrt(float(evals.max())) if normalpha else 1.0
+    full_shrink, _, _ = _alpha_factors(evals, grid, normalpha, 0.0)
+    full_shrink = (full_shrink * (evals > 0).unsqueeze(1)).to(dev, dtype)
+    evecs_dev = evecs.to(dev, dtype)
+    best_dev = torch.from_numpy(best_index).to(dev)
+    weights = np.empty((p, n_voxels), dtype=np.float32)
+    n_bad_voxels = 0
+    for cols in blocks:
+        y_block, n_bad = _target_block(y_np, slice(None), cols, dtype, dev)
+        n_bad_voxels += n_bad
+        dual = evecs_dev @ (full_shrink[:, best_dev[cols]] * (evecs_dev.T @ y_block))  # (n, B)
+        weights[:, cols] = (x_dev.T @ dual).float().cpu().numpy()
+        step += 1
+        check_cancel(cancel)
+        report("fit", step, total_steps, "refit")
+    if n_bad_voxels:
+        logger.warning("%d of %d voxels hold NaN/inf values; those values are treated as 0.", n_bad_voxels, n_voxels)
+    return _result(weights, mean_scores, best_index, grid, alpha_scale)
+
+
+def _kernel_eigh(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigen-pairs of a kernel matrix (float64); eigenvalues at rounding level (rank deficiency) set to 0."""
+    evals, evecs = torch.linalg.eigh(kernel)
+    top = float(evals.max()) if evals.numel() else 0.0
+    evals = torch.where(evals > top * len(evals) * torch.finfo(torch.float64).eps, evals, torch.zeros_like(evals))
+    return evals, evecs
+
+
+def _choose_alphas(mean_scores: np.ndarray, grid: np.ndarray, single_alpha: bool) -> np.ndarray:
+    """Index of the best alpha per voxel (n_voxels,): argmax over alphas sorted ascending, so
+    exact ties go to the smaller alpha; with ``single_alpha`` the best mean over voxels."""
+    ascending = np.argsort(grid, kind="stable")
+    if single_alpha:
+        best_sorted = int(np.argmax(mean_scores[ascending].mean(axis=1)))
+        return np.full(mean_scores.shape[1], ascending[best_sorted], dtype=np.int64)
+    return ascending[np.argmax(mean_scores[ascending], axis=0)]
+
+
+def _result(weights: np.ndarray, mean_scores: np.ndarray, best_index: np.ndarray, grid: np.ndarray,
+            alpha_scale: float) -> RidgeFit:
+    n_voxels = mean_scores.shape[1]
     n_flat = int((~mean_scores.any(axis=0)).sum())
     if n_flat:
         logger.warning("%d of %d voxels score 0 for every alpha (constant or missing data, or no usable "

@@ -84,6 +84,26 @@ def test_more_features_than_trs_and_trimmed_folds():
     np.testing.assert_allclose(fit.weights, expected, atol=1e-5 * np.abs(expected).max())
 
 
+def test_kernel_form_float32_blocks_and_missing_values():
+    """n < p runs in kernel form: float32 data, one voxel per block, a NaN voxel, single alpha."""
+    X, Y = planted(n=60, p=150, v=12, n_signal=6, seed=5, dtype=np.float32)
+    Y[7, 3] = np.nan
+    folds = make_folds(60, "contiguous", 3)
+    steps = []
+    fit = ridge_nested_cv(X, Y, folds, ALPHAS, memory_budget_gb=1e-6,
+                          progress=lambda stage, done, total, message="": steps.append((done, total)))
+    assert steps[-1][0] == steps[-1][1] == 12 * (3 + 1)
+    clean = np.nan_to_num(Y).astype(np.float64)
+    naive = naive_cv_scores(X.astype(np.float64), clean, folds, ALPHAS)
+    np.testing.assert_allclose(fit.cv_scores, naive, atol=2e-5)
+    scale = np.linalg.svd(X.astype(np.float64), compute_uv=False)[0]
+    expected = sklearn_weights(X.astype(np.float64), clean, fit.best_alphas, scale)
+    np.testing.assert_allclose(fit.weights, expected, atol=1e-4 * np.abs(expected).max())
+    single = ridge_nested_cv(X, Y, folds, ALPHAS, single_alpha=True)
+    assert len(set(single.best_alphas)) == 1
+    assert single.best_alphas[0] == ALPHAS[np.argmax(naive.mean(axis=1))]
+
+
 def test_float32_blocks_and_budget_do_not_change_the_result():
     X, Y = planted(n=200, p=15, v=40, seed=3, dtype=np.float32)
     folds = make_folds(200, "contiguous", 4)
