@@ -17,6 +17,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    """The committed espeak-ng speech clip, (n_samples,) float32 at 16 kHz."""
+    import soundfile
+
+    audio, rate = soundfile.read(ROOT / "tests" / "data" / "speech_clip.flac", dtype="float32")
+    assert rate == 16000
+    return audio
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    """The bundled Whisper tiny.en, fp32 on the CPU."""
+    from encoding_core.features.models import load_model
+
+    return load_model("bundled/whisper-tiny.en", device="cpu", precision="fp32")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import math
 import types
-from pathlib import Path
 
 import numpy as np
-import pytest
-import soundfile as sf
 import torch
 
 from encoding_core.config import FeatureConfig
@@ -15,25 +12,13 @@ from encoding_core.features import speech
 from encoding_core.features.models import load_model
 from encoding_core.features.speech import _WhisperRunner, compute_layers, window_bounds
 from features_testutils import speech_like
+from tiny_experiment import save_tiny_whisper
 
-CLIP = Path(__file__).parent / "data" / "speech_clip.flac"
 MODEL = "bundled/whisper-tiny.en"
 SAMPLES_PER_FRAME = 320  # 160-sample mel hop x conv stride 2
 # Short early windows (0.45 s, 1.3 s: not multiples of 20 ms), a 2.65 s one and full 4 s ones.
 ENDS = np.array([0.45, 1.3, 2.65, 4.0, 5.5])
 CONTEXT = 4.0
-
-
-@pytest.fixture(scope="module")
-def clip() -> np.ndarray:
-    audio, rate = sf.read(CLIP, dtype="float32")
-    assert rate == 16000
-    return audio
-
-
-@pytest.fixture(scope="module")
-def whisper():
-    return load_model(MODEL, device="cpu", precision="fp32")
 
 
 def _full_forward_last_frames(loaded, audio: np.ndarray, ends: np.ndarray, context: float) -> np.ndarray:
@@ -104,21 +89,8 @@ def test_last_frame_shortcut_under_bf16_autocast(clip, monkeypatch):
         np.testing.assert_allclose(ours, previous, atol=5e-2, rtol=0)  # bf16 rounding; measured 0 here
 
 
-def _save_random_whisper(folder: Path, layers: int = 3, seed: int = 0) -> Path:
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
-
-    torch.manual_seed(seed)
-    config = WhisperConfig(d_model=64, encoder_layers=layers, decoder_layers=1, encoder_attention_heads=4,
-                           decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80,
-                           vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                           decoder_start_token_id=1, max_source_positions=1500, max_target_positions=32)
-    WhisperModel(config).save_pretrained(folder)
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
-    return folder
-
-
 def test_last_frame_shortcut_on_random_three_layer_whisper(tmp_path):
-    folder = _save_random_whisper(tmp_path / "whisper-3-layers")
+    folder = save_tiny_whisper(tmp_path / "whisper-3-layers", layers=3, heads=4)
     loaded = load_model(str(folder), device="cpu", precision="fp32")
     assert loaded.n_layers == 3 and loaded.hidden_size == 64
     audio = speech_like(3.0, seed=3)

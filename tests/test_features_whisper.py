@@ -7,14 +7,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 
 from encoding_core.config import FeatureConfig
 from encoding_core.features import SpeechFeatureExtractor, model_facts
 from encoding_core.features import bundled_whisper
-from encoding_core.features.models import load_model
 from encoding_core.features.speech import compute_layers, window_bounds
 
 CLIP = Path(__file__).parent / "data" / "speech_clip.flac"
@@ -24,18 +22,6 @@ MODEL = "bundled/whisper-tiny.en"
 
 def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z ]", " ", text.lower()).split()
-
-
-@pytest.fixture(scope="module")
-def clip() -> np.ndarray:
-    audio, rate = sf.read(CLIP, dtype="float32")
-    assert rate == 16000
-    return audio
-
-
-@pytest.fixture(scope="module")
-def whisper():
-    return load_model(MODEL, device="cpu", precision="fp32")
 
 
 def _hf_hidden(whisper, window: np.ndarray) -> torch.Tensor:

@@ -15,16 +15,16 @@ from encoding_core.config import ExperimentConfig, TrimmingConfig
 SAMPLE_RATE = 16000
 
 
-def save_tiny_whisper(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer random Whisper encoder (d_model 64) + WhisperFeatureExtractor, saved in ``folder``."""
+def save_tiny_whisper(folder: Path, seed: int = 0, layers: int = 2, heads: int = 2) -> Path:
+    """A random Whisper (``layers`` encoder layers, d_model 64) + WhisperFeatureExtractor, saved in ``folder``."""
     import torch
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     if (folder / "config.json").is_file():
         return folder
     torch.manual_seed(seed)
-    config = WhisperConfig(d_model=64, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80,
+    config = WhisperConfig(d_model=64, encoder_layers=layers, decoder_layers=1, encoder_attention_heads=heads,
+                           decoder_attention_heads=heads, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80,
                            vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                            decoder_start_token_id=1, max_source_positions=1500, max_target_positions=32)
     WhisperModel(config).save_pretrained(folder)
