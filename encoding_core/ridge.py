@@ -143,15 +143,12 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     if n < p:  # fewer TRs than features: n x n kernel matrices instead of p x p Gram matrices
         return _nested_cv_dual(x_host, x_dev, y_np, fold_list, grid, normalpha, single_alpha, dtype,
                                memory_budget_gb, report, cancel)
-    gram = torch.zeros((p, p), dtype=torch.float64)
-    for start in range(0, n, 2048):
-        chunk = x_host[start:start + 2048].double()
-        gram += chunk.T @ chunk
+    gram = _float64_gram(x_host)
 
     block = _block_size(memory_budget_gb, n, p, max(len(te) for _, te in fold_list), len(grid), dtype)
     itemsize = 8 if dtype == torch.float64 else 4
     mapping_bytes = float(memory_budget_gb) * 1024 ** 3 / 8  # cap on the per-fold (alphas x n_h, p) mapping
-    blocks = [slice(start, min(start + block, n_voxels)) for start in range(0, n_voxels, block)]
+    blocks = _voxel_blocks(n_voxels, block)
     total_steps = len(blocks) * (len(fold_list) + 2)
     step = 0
 
@@ -195,7 +192,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         # Held-out predictions for alpha: P_alpha = (Xh_c V) diag(shrink_alpha) (V' C_f).
         held_rotated = ((held_x - held_x.mean(dim=0)) @ evecs).to(dev, dtype)  # (n_h, p)
         del held_x
-        shrink_dev = shrink.to(dev, dtype)
+        scored_shrink = shrink[:, scored].to(dev, dtype)  # (r, k) factors of the scored alphas
         evecs_t = evecs.T.to(dev, dtype)
         n_held = len(test_idx)
         # Small held-out sets (few alphas x rows): premultiply M_alpha = Xh_c V diag(shrink) V'
@@ -203,8 +200,8 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         mapping = None
         if len(scored) * n_held < n_voxels and len(scored) * n_held * p * itemsize <= mapping_bytes:
             mapping = torch.empty((len(scored), n_held, p), dtype=dtype, device=dev)
-            for slot, alpha_index in enumerate(scored):
-                mapping[slot] = (held_rotated * shrink_dev[:, alpha_index]) @ evecs_t
+            for slot in range(len(scored)):
+                mapping[slot] = (held_rotated * scored_shrink[:, slot]) @ evecs_t
             mapping = mapping.reshape(-1, p)
         for cols in blocks:
             if downdate:
@@ -217,22 +214,16 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
                 cross_fold = train_x_dev.T @ y_train
                 del y_train
                 y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
-            y_centred = y_held - y_held.mean(dim=0)
-            target_ss = (y_centred * y_centred).sum(dim=0).double()
             if mapping is not None:
+                y_centred = y_held - y_held.mean(dim=0)
                 preds = (mapping @ cross_fold).reshape(len(scored), n_held, -1)
                 pred_ss = (preds * preds).sum(dim=1).double()
                 numerator = preds.mul_(y_centred).sum(dim=1).double()  # in place: no second buffer
+                corr = _safe_ratio(numerator, torch.sqrt(pred_ss * (y_centred * y_centred).sum(dim=0).double()))
             else:
-                rotated = evecs_t @ cross_fold  # (p, B)
-                numerator = torch.empty((len(scored), y_centred.shape[1]), dtype=torch.float64)
-                pred_ss = torch.empty_like(numerator)
-                for slot, alpha_index in enumerate(scored):  # one (n_h, B) prediction at a time
-                    preds = (held_rotated * shrink_dev[:, alpha_index]) @ rotated
-                    pred_ss[slot] = (preds * preds).sum(dim=0).double()
-                    numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
+                corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ cross_fold, y_held)
             del cross_fold
-            scores[:, cols] += _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss)).cpu()[representative] / len(fold_list)
+            scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
             check_cancel(cancel)
             report("fit", step, total_steps, f"inner fold {fold_number + 1}/{len(fold_list)}")
@@ -280,12 +271,9 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
     n, p = x_host.shape
     n_voxels = y_np.shape[1]
     dev = x_dev.device
-    kernel = torch.zeros((n, n), dtype=torch.float64)
-    for start in range(0, p, 4096):  # float64 products without a float64 copy of X
-        chunk = x_host[:, start:start + 4096].double()
-        kernel += chunk @ chunk.T
+    kernel = _float64_gram(x_host, rows=True)
     block = _block_size(memory_budget_gb, n, n, max(len(te) for _, te in fold_list), len(grid), dtype)
-    blocks = [slice(start, min(start + block, n_voxels)) for start in range(0, n_voxels, block)]
+    blocks = _voxel_blocks(n_voxels, block)
     total_steps = len(blocks) * (len(fold_list) + 1)
     step = 0
     scores = torch.zeros((len(grid), n_voxels), dtype=torch.float64)
@@ -297,21 +285,13 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
         shrink = shrink * (evals > 0).unsqueeze(1)
         held_kernel = kernel[held][:, train]
         held_rotated = ((held_kernel - held_kernel.mean(dim=0)) @ evecs).to(dev, dtype)  # (n_h, n_t)
-        shrink_dev = shrink.to(dev, dtype)
+        scored_shrink = shrink[:, scored].to(dev, dtype)  # (r, k) factors of the scored alphas
         evecs_t = evecs.T.to(dev, dtype)
         for cols in blocks:
             y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev)
             y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
-            rotated = evecs_t @ y_train  # (n_t, B)
-            y_centred = y_held - y_held.mean(dim=0)
-            target_ss = (y_centred * y_centred).sum(dim=0).double()
-            numerator = torch.empty((len(scored), y_centred.shape[1]), dtype=torch.float64)
-            pred_ss = torch.empty_like(numerator)
-            for slot, alpha_index in enumerate(scored):  # one (n_h, B) prediction at a time
-                preds = (held_rotated * shrink_dev[:, alpha_index]) @ rotated
-                pred_ss[slot] = (preds * preds).sum(dim=0).double()
-                numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
-            scores[:, cols] += _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss)).cpu()[representative] / len(fold_list)
+            corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ y_train, y_held)
+            scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
             check_cancel(cancel)
             report("fit", step, total_steps, f"inner fold {fold_number + 1}/{len(fold_list)}")
@@ -337,6 +317,39 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
     if n_bad_voxels:
         logger.warning("%d of %d voxels hold NaN/inf values; those values are treated as 0.", n_bad_voxels, n_voxels)
     return _result(weights, mean_scores, best_index, grid, alpha_scale)
+
+
+def _alpha_correlations(held_rotated: torch.Tensor, shrink: torch.Tensor, rotated: torch.Tensor,
+                        y_held: torch.Tensor) -> torch.Tensor:
+    """Correlation (k, B) float64 of each scored alpha's held-out predictions with the targets.
+
+    held_rotated: (n_h, r) centred held-out rows in the eigenbasis; shrink: (r, k) factors of
+    the scored alphas; rotated: (r, B) the training targets' cross-products in the eigenbasis;
+    y_held: (n_h, B). One (n_h, B) prediction at a time, never (k, n_h, B).
+    """
+    y_centred = y_held - y_held.mean(dim=0)
+    numerator = torch.empty((shrink.shape[1], y_centred.shape[1]), dtype=torch.float64)
+    pred_ss = torch.empty_like(numerator)
+    for slot in range(shrink.shape[1]):
+        preds = (held_rotated * shrink[:, slot]) @ rotated
+        pred_ss[slot] = (preds * preds).sum(dim=0).double()
+        numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
+    return _safe_ratio(numerator, torch.sqrt(pred_ss * (y_centred * y_centred).sum(dim=0).double()))
+
+
+def _float64_gram(x: torch.Tensor, rows: bool = False) -> torch.Tensor:
+    """X'X (p, p), or XX' (n, n) when ``rows``, in float64: cast in chunks along the summed
+    axis, so that X is never copied whole to float64."""
+    summed = x.T if rows else x  # the product is summed' summed
+    out = torch.zeros((summed.shape[1], summed.shape[1]), dtype=torch.float64)
+    for start in range(0, summed.shape[0], 2048):
+        chunk = summed[start:start + 2048].double()
+        out += chunk.T @ chunk
+    return out
+
+
+def _voxel_blocks(n_voxels: int, block: int) -> list[slice]:
+    return [slice(start, min(start + block, n_voxels)) for start in range(0, n_voxels, block)]
 
 
 def _kernel_eigh(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
