@@ -46,8 +46,9 @@ def test_five_sessions_render_results_while_a_job_trains(tmp_path, monkeypatch):
     if not Path(bench.CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
     server = bench.start_server(tmp_path, bench.free_port())
-    manager, job_id = bench.start_training_job(tmp_path, tmp_path / ".encoding_studio" / "jobs")
+    manager = None
     try:
+        manager, job_id = bench.start_training_job(tmp_path, tmp_path / ".encoding_studio" / "jobs")
         state_before = manager.status(job_id).state
         assert state_before in ("queued", "running")
         started = time.perf_counter()
@@ -68,7 +69,7 @@ def test_five_sessions_render_results_while_a_job_trains(tmp_path, monkeypatch):
     finally:
         server.terminate()
         server.wait(timeout=30)
-        if not manager.status(job_id).is_final:
+        if manager is not None and not manager.status(job_id).is_final:
             manager.cancel(job_id)
             manager.wait(job_id, timeout_s=60)
     # the job was not disturbed: it finished with a complete, loadable run of its own
