@@ -1,6 +1,6 @@
 """``python -m encoding_core ...``: see :mod:`encoding_core.cli`."""
 import sys
 
-from .cli import main
+from encoding_core.cli import main
 
 sys.exit(main())

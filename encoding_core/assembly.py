@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import AssemblyFormatError
+from encoding_core.common.errors import AssemblyFormatError
 
 SURFACE_SPACES = {"fsaverage5": 10242, "fsaverage6": 40962, "fsaverage7": 163842}
 """Vertices per hemisphere for each fsaverage surface; columns are left then right."""

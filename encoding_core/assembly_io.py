@@ -24,8 +24,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .assembly import Assembly
-from .errors import AssemblyFormatError, InputError
+from encoding_core.assembly import Assembly
+from encoding_core.common.errors import AssemblyFormatError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
     # Empty values (the config's defaults: "", []) mean "not given".
     options = {k: v for k, v in options.items() if v is not None and not (isinstance(v, (str, list, tuple)) and not v)}
     if isinstance(path, str) and path.strip().lower() == "demo":
-        from .demo import load_demo_assembly
+        from encoding_core.demo import load_demo_assembly
 
         _check_options("demo", options, ("cache_dir", "seed"), ignored=("subject", "stories"))
         return load_demo_assembly(**options)
@@ -100,7 +100,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
     if not path.exists():
         raise AssemblyFormatError(f"Assembly path {path} does not exist; check the path (or use 'demo').")
     if path.is_dir():
-        from .lebel import list_lebel_subjects, load_lebel
+        from encoding_core.lebel import list_lebel_subjects, load_lebel
 
         subject = options.pop("subject", None)
         if not subject:
@@ -110,12 +110,12 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
         return load_lebel(path, subject, **options)
     suffix = path.suffix.lower()
     if suffix in NATIVE_SUFFIXES:
-        from .native_h5 import read_native
+        from encoding_core.native_h5 import read_native
 
         _check_options(str(path), options, ("stories",), ignored=("subject",))
         return read_native(path, **options)
     if suffix in PICKLE_SUFFIXES:
-        from .safe_pickle import load_reference_pickle
+        from encoding_core.safe_pickle import load_reference_pickle
 
         _check_options(str(path), options, ("tr", "subject", "stories", "test_story"))
         return load_reference_pickle(path, **options)
@@ -140,7 +140,7 @@ def save_assembly(assembly: Assembly, path: PathLike) -> Path:
 
     The suffix should be ``.h5`` or ``.hdf5``. Raises StorageError if unwritable.
     """
-    from .native_h5 import write_native
+    from encoding_core.native_h5 import write_native
 
     path = Path(path)
     if path.suffix.lower() not in NATIVE_SUFFIXES:
@@ -150,7 +150,7 @@ def save_assembly(assembly: Assembly, path: PathLike) -> Path:
 
 def load_story(path: PathLike, name: str) -> Any:
     """Read one story from a native ``.h5`` assembly without reading the others."""
-    from .native_h5 import load_story as _load_story
+    from encoding_core.native_h5 import load_story as _load_story
 
     return _load_story(path, name)
 

@@ -3,7 +3,7 @@
 Decoding uses ``soundfile`` (libsndfile: WAV, FLAC, OGG, MP3, ...) and falls back to
 ``librosa.load`` for anything else it can decode; resampling uses librosa's ``soxr_hq``.
 Samples are float32 mono (channels averaged). Every problem (missing, empty, zero-length,
-truncated, not audio, unsupported codec) is an :class:`~encoding_core.errors.AudioError`
+truncated, not audio, unsupported codec) is an :class:`~encoding_core.common.errors.AudioError`
 naming the file.
 
 Times are seconds from the story's sound onset; durations in seconds; rates in Hz.
@@ -18,8 +18,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .assembly import Assembly, Story
-from .errors import AudioError, InputError
+from encoding_core.assembly import Assembly, Story
+from encoding_core.common.errors import AudioError, InputError
 
 logger = logging.getLogger(__name__)
 

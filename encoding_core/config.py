@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import ConfigError
+from encoding_core.common.errors import ConfigError
 
 DEFAULT_MODEL = "bundled/whisper-tiny.en"
 REFERENCE_ALPHAS = [float(a) for a in np.logspace(-1, 8, 10)]
@@ -185,7 +185,7 @@ class ExperimentConfig:
 
     def save(self, path: Union[str, Path]) -> Path:
         """Write the config as TOML, atomically."""
-        from .storage import atomic_write_text
+        from encoding_core.common.storage import atomic_write_text
 
         return atomic_write_text(Path(path), self.to_toml())
 

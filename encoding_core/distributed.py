@@ -18,7 +18,7 @@ processes started here):
 Stories whose features are already cached are not recomputed, so re-running a sweep after a
 failure resumes where it stopped. If the scheduler connection is lost, or every worker is
 gone for longer than ``no_worker_timeout_s``, the sweep stops with a
-:class:`~encoding_core.errors.ClusterError`. Task functions live in this module so that
+:class:`~encoding_core.common.errors.ClusterError`. Task functions live in this module so that
 workers can import them; ``dask`` itself is imported only when a sweep starts.
 
 Paths in the config (assembly, audio, model folder, cache_dir) must name the SAME files on
@@ -40,9 +40,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-from .config import ExperimentConfig
-from .errors import ClusterError, ConfigError, EncodingCoreError, InputError, JobCancelled
-from .progress import CancelFlag, ProgressCallback, null_progress
+from encoding_core.config import ExperimentConfig
+from encoding_core.common.errors import ClusterError, ConfigError, EncodingCoreError, InputError, JobCancelled
+from encoding_core.common.progress import CancelFlag, ProgressCallback, null_progress
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def extract_story_task(feature_config: Mapping[str, Any], audio_path: str, cache
 
     Returns ``{"audio_path", "key", "n_layers", "n_windows", "from_cache", "seconds", "worker"}``.
     """
-    from .features import SpeechFeatureExtractor
+    from encoding_core.features import SpeechFeatureExtractor
 
     started = time.perf_counter()
     extractor = SpeechFeatureExtractor(dict(feature_config), cache_dir=cache_dir)
@@ -249,7 +249,7 @@ _MAX_CONTEXTS = 2
 
 def _fit_context(config_toml: str) -> _FitContext:
     """Assembly (stories selected, audio attached), prepared targets and cached features of a config."""
-    from . import pipeline
+    from encoding_core import pipeline
 
     digest = hashlib.sha256(config_toml.encode()).hexdigest()
     with _contexts_lock:
@@ -275,7 +275,7 @@ def fit_layer_task(config_toml: str, layer: int) -> tuple[Any, dict[str, Any]]:
     (``pipeline.LayerResult`` with per-voxel arrays, metrics and timings in seconds,
     ``{"layer", "seconds", "worker"}``).
     """
-    from . import pipeline
+    from encoding_core import pipeline
 
     started = time.perf_counter()
     context = _fit_context(config_toml)
@@ -447,7 +447,7 @@ class _Plan:
 
 def _plan(config: ExperimentConfig, progress: ProgressCallback) -> _Plan:
     """Load and check everything that can be wrong before any cluster work (pipeline functions)."""
-    from . import pipeline
+    from encoding_core import pipeline
 
     assembly = pipeline.select_stories(pipeline.load_experiment_assembly(config), config)
     targets = pipeline.prepare_targets(assembly, config)
@@ -458,8 +458,8 @@ def _plan(config: ExperimentConfig, progress: ProgressCallback) -> _Plan:
 
 def _cached_feature_source(config: ExperimentConfig, expected_keys: Mapping[str, str]) -> Callable[..., Any]:
     """The pipeline's feature source, refusing to compute: every story must be in the shared cache."""
-    from .features import SpeechFeatureExtractor
-    from .features.cache import cache_key, key_fields
+    from encoding_core.features import SpeechFeatureExtractor
+    from encoding_core.features.cache import cache_key, key_fields
 
     extractor = SpeechFeatureExtractor(config.features, cache_dir=config.cache_dir)
 
@@ -495,7 +495,7 @@ def run_sweeps_distributed(configs: Sequence[ExperimentConfig], scheduler: Optio
     ClusterError when the scheduler is unreachable or the cluster goes away, JobCancelled when
     ``cancel`` is set, and the pipeline's errors for bad input (before any cluster work).
     """
-    from . import pipeline
+    from encoding_core import pipeline
 
     global _current_tracker
     if not configs:

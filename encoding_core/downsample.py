@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InputError
+from encoding_core.common.errors import InputError
 
 logger = logging.getLogger(__name__)
 

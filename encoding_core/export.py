@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .config import ExperimentConfig
+from encoding_core.config import ExperimentConfig
 
 _HEADER = '''"""Experiment {name!r}, exported by encoding_core {version}.
 
@@ -29,7 +29,7 @@ def _literal(value: Any) -> str:
 
 def experiment_to_script(config: ExperimentConfig) -> str:
     """A runnable Python script (str) reproducing ``config`` with load_assembly/AbstractTrainer."""
-    from . import __version__
+    from encoding_core import __version__
 
     config = config.validate()
     source, features, alignment, ridge, stats = (config.assembly, config.features, config.alignment,

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import InputError
+from encoding_core.common.errors import InputError
 
 logger = logging.getLogger(__name__)
 

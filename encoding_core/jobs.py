@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .config import ExperimentConfig
-from .errors import EncodingCoreError, InputError, JobCancelled
-from .progress import EtaTracker
-from .runstore import RUN_ID_PATTERN, new_run_id, process_alive, process_start_ticks
-from .storage import atomic_write_text, check_writable, create_unique_dir
+from encoding_core.config import ExperimentConfig
+from encoding_core.common.errors import EncodingCoreError, InputError, JobCancelled
+from encoding_core.common.progress import EtaTracker
+from encoding_core.runstore import RUN_ID_PATTERN, new_run_id, process_alive, process_start_ticks
+from encoding_core.common.storage import atomic_write_text, check_writable, create_unique_dir
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class JobManager:
 
     def __init__(self, root: Union[str, Path, None] = None, grace_s: float = 10.0) -> None:
         if root is None:
-            from .paths import studio_dirs
+            from encoding_core.common.paths import studio_dirs
 
             root = studio_dirs().jobs
         self.root = Path(root).expanduser().absolute()
@@ -169,7 +169,7 @@ class JobManager:
         :func:`encoding_core.distributed.run_sweep_distributed`; None runs in the job process.
         """
         if scheduler is not None:
-            from .distributed import parse_scheduler
+            from encoding_core.distributed import parse_scheduler
 
             parse_scheduler(scheduler)  # a bad address fails here, not in the worker
         config = ExperimentConfig.from_dict(config.to_dict())  # a validated copy
@@ -326,7 +326,7 @@ def _set_threads() -> int:
 
 def run_job(job_dir: Union[str, Path]) -> int:
     """Run the job in ``job_dir`` (worker entry point). Returns the process exit code (0 done, 1 failed, 2 bad input)."""
-    from .pipeline import run_experiment
+    from encoding_core.pipeline import run_experiment
 
     path = Path(job_dir).absolute()
     pid = os.getpid()
@@ -345,7 +345,7 @@ def run_job(job_dir: Union[str, Path]) -> int:
         config = ExperimentConfig.load(path / "config.toml")
         scheduler = _read_json(path / "job.json").get("scheduler")
         if scheduler:
-            from .distributed import run_sweep_distributed
+            from encoding_core.distributed import run_sweep_distributed
 
             run_id = run_sweep_distributed(config, scheduler=scheduler, progress=progress,
                                            cancel=FileCancelFlag(path / "cancel"), on_workers=progress.set_workers)

@@ -17,7 +17,7 @@ Layout (schema_version 1)::
 
 Reading checks every declared shape and dtype *before* reading any data, so a corrupt
 or hostile file cannot make us allocate absurd amounts of memory; any problem becomes an
-:class:`~encoding_core.errors.AssemblyFormatError` naming the file. Stories are read one
+:class:`~encoding_core.common.errors.AssemblyFormatError` naming the file. Stories are read one
 at a time (:func:`load_story`, :class:`NativeAssemblyReader`) so loading one story never
 reads the others.
 """
@@ -32,10 +32,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .assembly import Assembly, Space, Story
-from .assembly_io import clean_brain_data, record_zeroed_columns
-from .errors import AssemblyFormatError, EncodingCoreError, InputError
-from .storage import atomic_output, json_default
+from encoding_core.assembly import Assembly, Space, Story
+from encoding_core.assembly_io import clean_brain_data, record_zeroed_columns
+from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, InputError
+from encoding_core.common.storage import atomic_output, json_default
 
 logger = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Protocol, Sequenc
 
 import numpy as np
 
-from .assembly import Assembly, Story
-from .config import ExperimentConfig, RidgeConfig, StatsConfig
-from .errors import AudioError, ConfigError, JobCancelled
-from .progress import CancelFlag, ProgressCallback, check_cancel, null_progress
-from .storage import check_writable
+from encoding_core.assembly import Assembly, Story
+from encoding_core.config import ExperimentConfig, RidgeConfig, StatsConfig
+from encoding_core.common.errors import AudioError, ConfigError, JobCancelled
+from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel, null_progress
+from encoding_core.common.storage import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ FeatureSource = Callable[..., StoryFeaturesLike]
 # --------------------------------------------------------------------------------------
 def load_experiment_assembly(config: ExperimentConfig) -> Assembly:
     """Load ``config.assembly.path`` (demo, .h5, .pkl or LeBel folder) with its subject/stories."""
-    from .assembly_io import load_assembly
+    from encoding_core.assembly_io import load_assembly
 
     source = config.assembly
     options: dict[str, Any] = {}
@@ -94,7 +94,7 @@ def attach_audio(assembly: Assembly, config: ExperimentConfig,
     source = config.assembly
     stories = assembly.stories_list
     if source.audio_dir:
-        from .audio import apply_audio_map, map_audio
+        from encoding_core.audio import apply_audio_map, map_audio
 
         matches = map_audio(assembly, source.audio_dir, pattern=source.audio_pattern,
                             overrides=dict(source.audio_overrides) or None)
@@ -125,7 +125,7 @@ def attach_audio(assembly: Assembly, config: ExperimentConfig,
 
 def extractor_feature_source(config: ExperimentConfig) -> FeatureSource:
     """The default feature source: the speech model of ``config.features`` with the disk cache."""
-    from .features import SpeechFeatureExtractor
+    from encoding_core.features import SpeechFeatureExtractor
 
     extractor = SpeechFeatureExtractor(config.features, cache_dir=config.cache_dir)
     return extractor_as_source(extractor)
@@ -169,7 +169,7 @@ def extract_all_features(assembly: Assembly, feature_source: FeatureSource,
 # --------------------------------------------------------------------------------------
 def _zscore_clean(array: np.ndarray) -> np.ndarray:
     """Z-score columns of one story's slice (preprocessing.zscore), NaN/Inf -> 0, float32."""
-    from .preprocessing import zscore
+    from encoding_core.preprocessing import zscore
 
     return np.nan_to_num(np.asarray(zscore(array), dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -223,7 +223,7 @@ def prepare_targets(assembly: Assembly, config: ExperimentConfig) -> PreparedTar
     Train/test mode: the test story (``assembly.effective_test_story()``) uses the ``test_*``
     keys and is kept apart; cv mode: every story uses the ``train_*`` keys.
     """
-    from .preprocessing import trim
+    from encoding_core.preprocessing import trim
 
     mode = config.ridge.mode
     test_story = assembly.effective_test_story() if mode == "train_test" else None
@@ -272,7 +272,7 @@ class PreparedFeatures:
 def align_story_features(features: np.ndarray, times: np.ndarray, story: Story, config: ExperimentConfig,
                          downsampler: Any = None) -> np.ndarray:
     """Downsample (n_windows, dim) features at ``times`` s to the story's TR times -> (n_trs, dim)."""
-    from .downsample import Downsampler
+    from encoding_core.downsample import Downsampler
 
     downsampler = downsampler or Downsampler()
     method = config.alignment.downsample_method
@@ -284,7 +284,7 @@ def align_story_features(features: np.ndarray, times: np.ndarray, story: Story, 
 def prepare_features(story_features: Mapping[str, StoryFeaturesLike], assembly: Assembly,
                      config: ExperimentConfig, layer: int, downsampler: Any = None) -> PreparedFeatures:
     """One layer: downsample to TR times, FIR-delay, trim, z-score per story, NaN -> 0."""
-    from .preprocessing import make_delayed, trim
+    from encoding_core.preprocessing import make_delayed, trim
 
     mode = config.ridge.mode
     test_story = assembly.effective_test_story() if mode == "train_test" else None
@@ -306,7 +306,7 @@ def prepare_features(story_features: Mapping[str, StoryFeaturesLike], assembly: 
 
 def check_lengths(features: PreparedFeatures, targets: PreparedTargets, config: ExperimentConfig) -> None:
     """Raise TrimmingMismatchError (story, both lengths, keys to change) if any story differs."""
-    from .preprocessing import check_trimmed_lengths
+    from encoding_core.preprocessing import check_trimmed_lengths
 
     target_lengths = targets.lengths()
     trimming = config.alignment.trimming.as_dict()
@@ -351,7 +351,7 @@ def evaluate_predictions(Y: np.ndarray, P: np.ndarray, stats: StatsConfig) -> di
     The FDR correction uses the permutation p-values when ``stats.n_permutations > 0``
     (autocorrelation-robust), else the parametric ones.
     """
-    from .stats import block_permutation_pvalues, fdr_bh, pearson_pvalues, pearson_r, r2_score
+    from encoding_core.stats import block_permutation_pvalues, fdr_bh, pearson_pvalues, pearson_r, r2_score
 
     r = np.asarray(pearson_r(Y, P), dtype=np.float32)
     p = np.asarray(pearson_pvalues(r, Y.shape[0]), dtype=np.float64)
@@ -371,7 +371,7 @@ def evaluate_predictions(Y: np.ndarray, P: np.ndarray, stats: StatsConfig) -> di
 
 
 def _inner_folds(n_samples: int, ridge: RidgeConfig, groups: Optional[np.ndarray]) -> list:
-    from .folds import make_folds
+    from encoding_core.folds import make_folds
 
     return make_folds(n_samples, kind=ridge.fold_type, n_folds=ridge.n_inner_folds, chunk_length=ridge.chunk_length,
                       trim_size=ridge.trim_size, seed=ridge.seed,
@@ -380,7 +380,7 @@ def _inner_folds(n_samples: int, ridge: RidgeConfig, groups: Optional[np.ndarray
 
 def _fit_ridge(X: np.ndarray, Y: np.ndarray, ridge: RidgeConfig, groups: Optional[np.ndarray],
                cancel: Optional[CancelFlag] = None) -> Any:
-    from .ridge import ridge_nested_cv
+    from encoding_core.ridge import ridge_nested_cv
 
     folds = _inner_folds(X.shape[0], ridge, groups)
     return ridge_nested_cv(X, Y, folds=folds, alphas=list(ridge.alphas), normalpha=ridge.normalpha,
@@ -448,7 +448,7 @@ def _ceiling_arrays(r: np.ndarray, repeats: Optional[np.ndarray],
     if repeats is None or repeats.shape[0] < 2:
         return {"noise_ceiling": np.full(n, np.nan, np.float32),
                 "normalized_correlations": np.full(n, np.nan, np.float32)}
-    from .stats import noise_ceiling, normalize_by_ceiling
+    from encoding_core.stats import noise_ceiling, normalize_by_ceiling
 
     _, ceiling_r = noise_ceiling(repeats, averaged_target=target_is_repeat_mean)
     return {"noise_ceiling": np.asarray(ceiling_r, dtype=np.float32),
@@ -457,7 +457,7 @@ def _ceiling_arrays(r: np.ndarray, repeats: Optional[np.ndarray],
 
 def outer_folds(n_samples: int, groups: np.ndarray, ridge: RidgeConfig) -> list:
     """Outer folds of ``cv`` mode: leave-one-story-out when ``fold_type="story"``, else contiguous."""
-    from .folds import make_folds
+    from encoding_core.folds import make_folds
 
     if ridge.fold_type == "story":
         return make_folds(n_samples, kind="story", n_folds=ridge.n_outer_folds, chunk_length=ridge.chunk_length,
@@ -596,7 +596,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
     Raises an EncodingCoreError subclass for bad input (before any fit when possible) and
     JobCancelled when ``cancel`` is set; a started run is then marked failed/cancelled.
     """
-    from .runstore import RunStore
+    from encoding_core.runstore import RunStore
 
     config.validate()
     progress = progress or null_progress

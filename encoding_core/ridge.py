@@ -38,9 +38,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import InputError
-from .preprocessing import as_matrix
-from .progress import CancelFlag, ProgressCallback, check_cancel
+from encoding_core.common.errors import InputError
+from encoding_core.common.arrays import as_matrix
+from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel
 
 logger = logging.getLogger(__name__)
 

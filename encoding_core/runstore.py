@@ -36,10 +36,11 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from .assembly import Space
-from .config import ExperimentConfig
-from .errors import InputError, StorageError
-from .storage import atomic_write_bytes, atomic_write_text, create_unique_dir, ensure_dir, json_default, storage_error
+from encoding_core.assembly import Space
+from encoding_core.config import ExperimentConfig
+from encoding_core.common.errors import InputError, StorageError
+from encoding_core.common.storage import (atomic_write_bytes, atomic_write_text, create_unique_dir, ensure_dir,
+    json_default, storage_error)
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def process_alive(pid: Optional[int], start_ticks: Optional[int] = None) -> bool
 
 def package_versions() -> dict[str, str]:
     """Versions of python and the packages that change the numbers (read without importing them)."""
-    from . import __version__
+    from encoding_core import __version__
 
     versions = {"python": sys.version.split()[0], "encoding_core": __version__}
     for name in ("numpy", "scipy", "torch", "transformers", "scikit-learn", "h5py", "librosa"):

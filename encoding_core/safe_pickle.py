@@ -14,7 +14,7 @@ import and call whatever globals it names, so a hostile file could run any code.
 - builtin containers (``dict``, ``list``, ``set``, ``frozenset``, ``tuple``, ``bytearray``,
   ``object`` for ``copyreg._reconstructor``) and ``collections.OrderedDict``.
 
-Any other global raises :class:`~encoding_core.errors.UnsafePickleError` naming it,
+Any other global raises :class:`~encoding_core.common.errors.UnsafePickleError` naming it,
 before it is called. The file is read through a memory map, so a declared length beyond
 the end of the file is reported as truncation instead of being allocated.
 
@@ -41,10 +41,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .assembly import Assembly, Space, Story
-from .assembly_io import clean_brain_data, optional_float, record_zeroed_columns
-from .errors import AssemblyFormatError, EncodingCoreError, UnsafePickleError
-from .textgrid import is_non_word
+from encoding_core.assembly import Assembly, Space, Story
+from encoding_core.assembly_io import clean_brain_data, optional_float, record_zeroed_columns
+from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, UnsafePickleError
+from encoding_core.textgrid import is_non_word
 
 logger = logging.getLogger(__name__)
 

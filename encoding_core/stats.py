@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from .errors import InputError
+from encoding_core.common.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .assembly import Assembly
-from .config import ExperimentConfig, TrimmingConfig
-from .errors import ConfigError, InputError
+from encoding_core.assembly import Assembly
+from encoding_core.config import ExperimentConfig, TrimmingConfig
+from encoding_core.common.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def demo_preset_config(base: ExperimentConfig, preset: Optional[str] = None) -> 
         raise ConfigError(f"ENCODING_STUDIO_DEMO_PRESET must be one of {DEMO_PRESETS}, got {preset!r}.")
     config = copy.deepcopy(base)
     if preset == "tiny":
-        from .demo import demo_story_names
+        from encoding_core.demo import demo_story_names
 
         names = list(config.assembly.stories) or list(demo_story_names())
         test = config.assembly.test_story or names[-1]
@@ -155,7 +155,7 @@ def scheduler_label(scheduler: Optional[str]) -> str:
     """How a job runs, for display: ``"this machine (background process)"`` or the Dask scheduler."""
     if not scheduler:
         return "this machine (background process)"
-    from .distributed import parse_scheduler
+    from encoding_core.distributed import parse_scheduler
 
     try:
         address, n_local = parse_scheduler(scheduler)

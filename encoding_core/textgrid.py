@@ -4,7 +4,7 @@ Why a small parser instead of ``praatio``: praatio 6.2 reads valid files well (t
 use it as the independent reference), but on malformed input it raises a mix of
 ``ValueError``, ``IndexError``, ``KeyError`` and its own exception types, and it can
 allocate from a declared size before checking it. Here every problem becomes one
-:class:`~encoding_core.errors.TextGridError` naming the file and what is wrong, which the
+:class:`~encoding_core.common.errors.TextGridError` naming the file and what is wrong, which the
 loaders and the app rely on.
 
 Praat's text formats are one token stream: the long format only adds labels
@@ -25,8 +25,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .errors import TextGridError
-from .storage import atomic_write_text
+from encoding_core.common.errors import TextGridError
+from encoding_core.common.storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .config import (REFERENCE_ALPHAS, AlignmentConfig, ExperimentConfig, FeatureConfig, RidgeConfig, StatsConfig,
+from encoding_core.config import (REFERENCE_ALPHAS, AlignmentConfig, ExperimentConfig, FeatureConfig, RidgeConfig, StatsConfig,
                      TrimmingConfig)
-from .errors import ConfigError, EncodingCoreError, InputError
+from encoding_core.common.errors import ConfigError, EncodingCoreError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class NestedCVModel:
         (leave-one-story-out when folding_type is ``story`` and ``groups`` gives each row's
         story, else contiguous) with ``majority_significant_mask`` in the result.
         """
-        from .pipeline import fit_cross_validated, fit_train_test
+        from encoding_core.pipeline import fit_cross_validated, fit_train_test
 
         X, Y = _as_matrix(features, "features"), _as_matrix(targets, "targets")
         if X.shape[0] != Y.shape[0]:
@@ -222,8 +222,8 @@ class AbstractTrainer:
 
     def train(self) -> dict[str, Any]:
         """Run the pipeline for ``layer_idx``; return the metrics dict (reference keys + ``run_id``)."""
-        from .pipeline import extractor_as_source, run_experiment
-        from .runstore import RunStore
+        from encoding_core.pipeline import extractor_as_source, run_experiment
+        from encoding_core.runstore import RunStore
 
         config = self.build_config()
         store = RunStore(self.results_dir)

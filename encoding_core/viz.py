@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from encoding_core.common.errors import InputError
 
 logger = logging.getLogger(__name__)
 

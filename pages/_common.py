@@ -13,8 +13,8 @@ from typing import Any, Iterator, Optional
 import streamlit as st
 
 from encoding_core.config import ExperimentConfig
-from encoding_core.errors import EncodingCoreError
-from encoding_core.paths import StudioDirs, resolve_user_path, studio_dirs
+from encoding_core.common.errors import EncodingCoreError
+from encoding_core.common.paths import StudioDirs, resolve_user_path, studio_dirs
 from encoding_core.studio import copy_assembly
 
 logger = logging.getLogger("encoding_studio")

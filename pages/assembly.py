@@ -7,8 +7,8 @@ import numpy as np
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.paths import check_upload_size, load_settings, safe_upload_name
-from encoding_core.storage import atomic_write_bytes
+from encoding_core.common.paths import check_upload_size, load_settings, safe_upload_name
+from encoding_core.common.storage import atomic_write_bytes
 from pages import _common as common
 
 st.title("Assembly")

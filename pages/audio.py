@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.paths import check_upload_size, load_settings, safe_upload_name
-from encoding_core.storage import atomic_write_bytes
+from encoding_core.common.paths import check_upload_size, load_settings, safe_upload_name
+from encoding_core.common.storage import atomic_write_bytes
 from pages import _common as common
 
 AUDIO_SUFFIXES = [".wav", ".flac", ".mp3", ".ogg"]

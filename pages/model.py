@@ -6,7 +6,7 @@ import streamlit as st
 
 from encoding_core import viz
 from encoding_core.config import DEFAULT_MODEL, POOL_METHODS, PRECISIONS
-from encoding_core.errors import EncodingCoreError
+from encoding_core.common.errors import EncodingCoreError
 from encoding_core.studio import cache_entry_rows, format_bytes, format_seconds
 from pages import _common as common
 

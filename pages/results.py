@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.errors import EncodingCoreError
+from encoding_core.common.errors import EncodingCoreError
 from encoding_core.studio import layer_profile, per_voxel_csv, per_voxel_npz
 from pages import _common as common
 

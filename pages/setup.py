@@ -5,7 +5,7 @@ import streamlit as st
 
 from encoding_core import viz
 from encoding_core.config import DOWNSAMPLE_METHODS, FOLD_TYPES, MODES, REFERENCE_ALPHAS, TrimmingConfig
-from encoding_core.errors import EncodingCoreError
+from encoding_core.common.errors import EncodingCoreError
 from encoding_core.studio import trimming_preview
 from pages import _common as common
 

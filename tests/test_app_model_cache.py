@@ -41,7 +41,7 @@ def folder_bytes(folder: Path) -> int:
 
 
 def test_cache_manager_lists_and_clears_with_confirmation(studio):
-    from encoding_core.paths import studio_dirs
+    from encoding_core.common.paths import studio_dirs
 
     cache_dir = studio_dirs().cache  # the app's cache folder for this ENCODING_STUDIO_HOME
     keys = cache_three_stories(cache_dir, studio / "stimuli")

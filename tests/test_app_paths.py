@@ -1,4 +1,4 @@
-"""Allowed data roots, path resolution and upload checks (encoding_core.paths)."""
+"""Allowed data roots, path resolution and upload checks (encoding_core.common.paths)."""
 from __future__ import annotations
 
 import os
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from encoding_core.errors import ConfigError, InputError, PathNotAllowedError
-from encoding_core.paths import (check_upload_size, load_settings, resolve_user_path, safe_upload_name,
-                                 studio_dirs)
+from encoding_core.common.errors import ConfigError, InputError, PathNotAllowedError
+from encoding_core.common.paths import (check_upload_size, load_settings, resolve_user_path, safe_upload_name,
+    studio_dirs)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from encoding_core.config import ExperimentConfig, TrimmingConfig
-from encoding_core.errors import ConfigError
+from encoding_core.common.errors import ConfigError
 from encoding_core.studio import (copy_assembly, demo_preset_config, experiment_checklist, format_bytes,
                                   format_seconds, layer_profile, per_voxel_csv, per_voxel_npz, scheduler_label,
                                   sliced_length, trimming_preview)

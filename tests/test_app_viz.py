@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from encoding_core import viz
-from encoding_core.errors import InputError
+from encoding_core.common.errors import InputError
 
 N = viz.N_VERTICES_FSAVERAGE5
 

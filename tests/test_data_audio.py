@@ -8,7 +8,7 @@ from scipy.signal import resample_poly
 
 from encoding_core.assembly import Assembly, Story
 from encoding_core.audio import apply_audio_map, audio_info, load_audio, map_audio
-from encoding_core.errors import AudioError, InputError
+from encoding_core.common.errors import AudioError, InputError
 
 
 def tone(seconds, rate, freq=440.0, channels=1):

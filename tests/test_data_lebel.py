@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from encoding_core.assembly_io import load_assembly
-from encoding_core.errors import AssemblyFormatError, InputError, TextGridError
+from encoding_core.common.errors import AssemblyFormatError, InputError, TextGridError
 from encoding_core.lebel import list_lebel_stories, list_lebel_subjects, load_lebel
 from encoding_core.textgrid import write_textgrid
 

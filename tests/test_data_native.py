@@ -9,7 +9,7 @@ import pytest
 
 from encoding_core.assembly import Assembly, Space, Story
 from encoding_core.assembly_io import load_assembly, load_story, save_assembly
-from encoding_core.errors import AssemblyFormatError, EncodingCoreError, InputError
+from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, InputError
 
 
 def assert_same(a: Assembly, b: Assembly) -> None:
@@ -184,7 +184,7 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     """Files written atomically are readable by others like any normal file (not mkstemp's 0600)."""
     import os
 
-    from encoding_core.storage import atomic_write_text
+    from encoding_core.common.storage import atomic_write_text
 
     mask = os.umask(0)
     os.umask(mask)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from praatio import textgrid as praat_textgrid
 
-from encoding_core.errors import EncodingCoreError, TextGridError
+from encoding_core.common.errors import EncodingCoreError, TextGridError
 from encoding_core.textgrid import is_non_word, read_textgrid, read_words, write_textgrid
 
 # A LeBel-style file as Praat writes it (long format, phones then words).

@@ -164,7 +164,7 @@ def test_a_damaged_cache_is_regenerated(tmp_path, caplog, monkeypatch, assembly)
 
 
 def test_bad_seed_is_refused():
-    from encoding_core.errors import InputError
+    from encoding_core.common.errors import InputError
 
     with pytest.raises(InputError, match="seed"):
         simulate_demo_assembly(seed=-1)

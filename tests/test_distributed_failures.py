@@ -15,7 +15,7 @@ import pytest
 
 from encoding_core.cli import main
 from encoding_core.distributed import connect, parse_scheduler, run_sweep_distributed
-from encoding_core.errors import AudioError, ClusterError, InputError, JobCancelled
+from encoding_core.common.errors import AudioError, ClusterError, InputError, JobCancelled
 from encoding_core.jobs import FileProgress, JobManager
 from encoding_core.runstore import RunStore
 

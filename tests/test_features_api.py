@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from encoding_core.config import FeatureConfig
-from encoding_core.errors import ConfigError, EncodingCoreError, ModelUnavailableError
+from encoding_core.common.errors import ConfigError, EncodingCoreError, ModelUnavailableError
 from encoding_core.features import FeatureExtractorFactory, SpeechFeatureExtractor, model_facts, window_end_times
 from encoding_core.features.models import resolve_device
 

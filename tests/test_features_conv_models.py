@@ -71,7 +71,7 @@ def test_mean_pool_and_batching_agree_with_single_windows(tmp_path, audio_file):
 def test_progress_counts_windows_and_cancel_stops_between_batches(tmp_path, audio_file):
     import threading
 
-    from encoding_core.errors import JobCancelled
+    from encoding_core.common.errors import JobCancelled
     from encoding_core.features import list_cache_entries
 
     folder = save_tiny_model(tmp_path / "hubert", "hubert", seed=2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from encoding_core.errors import InputError
+from encoding_core.common.errors import InputError
 from encoding_core.features.cache import list_cache_entries
 from encoding_core.jobs import FileCancelFlag, FileProgress, JobManager
 from encoding_core.runstore import RunStore

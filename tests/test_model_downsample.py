@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from encoding_core.downsample import Downsampler, downsample_kernel
-from encoding_core.errors import InputError
+from encoding_core.common.errors import InputError
 
 TR = 2.0
 

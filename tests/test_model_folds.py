@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 
-from encoding_core.errors import InputError
+from encoding_core.common.errors import InputError
 from encoding_core.folds import make_folds
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from encoding_core.errors import InputError, TrimmingMismatchError
+from encoding_core.common.errors import InputError, TrimmingMismatchError
 from encoding_core.preprocessing import check_trimmed_lengths, make_delayed, nan_to_zero, trim, zscore
 
 

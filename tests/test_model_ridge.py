@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from encoding_core.errors import InputError, JobCancelled
+from encoding_core.common.errors import InputError, JobCancelled
 from encoding_core.folds import make_folds
 from encoding_core.ridge import RidgeFit, ridge_fit, ridge_nested_cv
 from encoding_core.stats import pearson_r

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import r2_score as sk_r2
 
-from encoding_core.errors import InputError
+from encoding_core.common.errors import InputError
 from encoding_core.stats import (block_permutation_pvalues, fdr_bh, noise_ceiling, normalize_by_ceiling,
                                  pearson_pvalues, pearson_r, r2_score)
 

@@ -7,7 +7,7 @@ import scipy.stats
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
-from encoding_core.errors import ConfigError, JobCancelled, TrimmingMismatchError
+from encoding_core.common.errors import ConfigError, JobCancelled, TrimmingMismatchError
 from encoding_core.pipeline import run_experiment
 from encoding_core.runstore import RunStore
 
@@ -195,7 +195,7 @@ def test_too_short_test_story_for_the_permutation_blocks_fails_before_features(t
 
 
 def test_missing_audio_is_reported_for_every_story_before_features(tmp_path):
-    from encoding_core.errors import AudioError
+    from encoding_core.common.errors import AudioError
     from tiny_experiment import write_story_audio
 
     planted = make_planted()
@@ -218,7 +218,7 @@ def test_missing_audio_is_reported_for_every_story_before_features(tmp_path):
 
 def test_audio_overrides_apply_without_an_audio_folder(tmp_path):
     """Per-story audio files given as overrides (no audio_dir) are used, and only those."""
-    from encoding_core.errors import AudioError
+    from encoding_core.common.errors import AudioError
     from tiny_experiment import write_story_audio
 
     planted = make_planted()

@@ -14,7 +14,7 @@ import pytest
 
 from encoding_core.assembly import Space
 from encoding_core.config import ExperimentConfig
-from encoding_core.errors import InputError, StorageError
+from encoding_core.common.errors import InputError, StorageError
 from encoding_core.runstore import RUN_ID_PATTERN, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from encoding_core.errors import EncodingCoreError, InputError  # noqa: E402
-from encoding_core.storage import atomic_output, atomic_write_text  # noqa: E402
+from encoding_core.common.errors import EncodingCoreError, InputError  # noqa: E402
+from encoding_core.common.storage import atomic_output, atomic_write_text  # noqa: E402
 from encoding_core.textgrid import write_textgrid  # noqa: E402
 
 logger = logging.getLogger("make_demo_stimuli")

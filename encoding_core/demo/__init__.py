@@ -8,8 +8,8 @@ experiment that fits the whole demo within a few minutes on a laptop CPU.
 """
 from __future__ import annotations
 
-from .preset import demo_config
-from .simulate import (
+from encoding_core.demo.preset import demo_config
+from encoding_core.demo.simulate import (
     DEMO_REGIONS,
     DRIVERS,
     PROVENANCE_NOTE,

@@ -25,7 +25,7 @@ significant. 2000 cost about 1-3 s per layer.
 """
 from __future__ import annotations
 
-from ..config import (
+from encoding_core.config import (
     DEFAULT_MODEL,
     AlignmentConfig,
     AssemblySource,
@@ -49,7 +49,7 @@ def demo_config(results_dir: str = "results", cache_dir: str = "cache") -> Exper
     """The demo preset (validated): bundled whisper-tiny.en, stride 1.25 s, context 8 s,
     pool "mean", all layers, lanczos downsampling, delays 1-4 TRs, trimming [5:-4] for
     features and targets, train/test with the last story held out, 2000 permutations."""
-    from .simulate import demo_story_names
+    from encoding_core.demo.simulate import demo_story_names
 
     start, end = DEMO_TRIM_START_TRS, DEMO_TRIM_END_TRS
     config = ExperimentConfig(

@@ -45,9 +45,9 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..assembly import Assembly, Space, Story
-from ..errors import AssemblyFormatError, EncodingCoreError, InputError
-from .preset import DEMO_TRIM_END_TRS, DEMO_TRIM_START_TRS
+from encoding_core.assembly import Assembly, Space, Story
+from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, InputError
+from encoding_core.demo.preset import DEMO_TRIM_END_TRS, DEMO_TRIM_START_TRS
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class _StoryStimulus:
 def _load_stimuli() -> list[_StoryStimulus]:
     import soundfile as sf
 
-    from ..textgrid import read_words
+    from encoding_core.textgrid import read_words
 
     stimuli = []
     for name in demo_story_names():
@@ -484,7 +484,7 @@ def simulate_demo_assembly(seed: int = 0) -> Assembly:
 
 
 def _default_cache_dir() -> Path:
-    from ..paths import studio_dirs
+    from encoding_core.common.paths import studio_dirs
 
     return studio_dirs().cache
 
@@ -503,7 +503,7 @@ def load_demo_assembly(cache_dir: Optional[PathLike] = None, seed: int = 0) -> A
     app's cache folder) as a native ``.h5``; later calls read the cache. Audio paths point to
     ``assets/demo/<story>.flac``. See the module docstring for what is planted where.
     """
-    from ..assembly_io import load_assembly, save_assembly
+    from encoding_core.assembly_io import load_assembly, save_assembly
 
     assembly = None
     path = demo_cache_path(cache_dir, seed)

@@ -22,8 +22,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import ModelUnavailableError
-from ..storage import atomic_write_text, ensure_dir, staging_dir
+from encoding_core.common.errors import ModelUnavailableError
+from encoding_core.common.storage import atomic_write_text, ensure_dir, staging_dir
 
 logger = logging.getLogger(__name__)
 

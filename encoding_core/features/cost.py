@@ -10,9 +10,9 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from ..config import FeatureConfig
-from ..audio import audio_info
-from .cache import is_cached
+from encoding_core.config import FeatureConfig
+from encoding_core.audio import audio_info
+from encoding_core.features.cache import is_cached
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class CostEstimate:
 def probe_seconds_per_window(config: FeatureConfig, n_windows: int = 2) -> float:
     """Seconds per window measured on ``n_windows`` windows of noise (memoised per process
     by model, device, precision, context and mode)."""
-    from .models import load_model
-    from .speech import compute_layers
+    from encoding_core.features.models import load_model
+    from encoding_core.features.speech import compute_layers
 
     loaded = load_model(config.model_name, device=config.device, precision=config.precision)
     memo_key = (loaded.source.name, loaded.source.weights_identity, str(loaded.device), loaded.precision,
@@ -70,7 +70,7 @@ def estimate_cost(audio_paths: Sequence[Union[str, Path]], feature_config: Union
     probe: run one or two windows through the model to measure seconds per window.
     cache_dir: stories already cached there cost nothing.
     """
-    from .speech import coerce_feature_config, window_end_times
+    from encoding_core.features.speech import coerce_feature_config, window_end_times
 
     config, _ = coerce_feature_config(feature_config)
     warnings: list[str] = []

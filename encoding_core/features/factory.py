@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from ..config import FeatureConfig
-from ..errors import ConfigError
-from .speech import SpeechFeatureExtractor
+from encoding_core.config import FeatureConfig
+from encoding_core.common.errors import ConfigError
+from encoding_core.features.speech import SpeechFeatureExtractor
 
 SUPPORTED_MODALITIES = ("speech",)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import InputError, ModelUnavailableError
-from . import bundled_whisper
+from encoding_core.common.errors import InputError, ModelUnavailableError
+from encoding_core.features import bundled_whisper
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..config import FeatureConfig
-from ..errors import ConfigError, InputError
-from ..progress import CancelFlag, ProgressCallback, check_cancel
-from . import cache as feature_cache
-from ..audio import load_audio
-from .models import LoadedModel, load_model, model_facts
+from encoding_core.config import FeatureConfig
+from encoding_core.common.errors import ConfigError, InputError
+from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel
+from encoding_core.features import cache as feature_cache
+from encoding_core.audio import load_audio
+from encoding_core.features.models import LoadedModel, load_model, model_facts
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def coerce_feature_config(config: Union[dict, FeatureConfig, None]) -> tuple[Fea
         raise ConfigError(f"config must be a dict or FeatureConfig, got {type(config).__name__}.")
     if layer is not None and (not isinstance(layer, (int, np.integer)) or isinstance(layer, bool)):
         raise ConfigError(f"config['layer'] must be a 0-based integer layer index, got {layer!r}.")
-    from ..config import ExperimentConfig
+    from encoding_core.config import ExperimentConfig
 
     ExperimentConfig(features=cfg).validate()  # the one place feature settings are checked
     return cfg, (int(layer) if layer is not None else None)

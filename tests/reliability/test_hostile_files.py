@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from encoding_core.assembly_io import load_assembly
-from encoding_core.errors import AssemblyFormatError, EncodingCoreError, UnsafePickleError
+from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, UnsafePickleError
 from tests.data_reference_pickle import make_story_data, reference_classes
 
 

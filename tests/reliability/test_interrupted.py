@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoding_core.errors import InputError
+from encoding_core.common.errors import InputError
 from encoding_core.runstore import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]

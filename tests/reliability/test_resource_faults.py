@@ -27,7 +27,7 @@ import pytest
 from encoding_core.assembly import Assembly, Story
 from encoding_core.assembly_io import load_assembly, save_assembly
 from encoding_core.config import ExperimentConfig
-from encoding_core.errors import StorageError
+from encoding_core.common.errors import StorageError
 from encoding_core.runstore import COMPLETE, RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,7 +280,7 @@ def test_runstore_full_disk_while_writing_a_layer(faults):
 
 
 def test_check_writable_refuses_read_only_and_full_folders(faults):
-    from encoding_core.storage import check_writable
+    from encoding_core.common.storage import check_writable
 
     read_only = faults.small("ro")
     faults.make_read_only(read_only)

@@ -4,14 +4,14 @@ A progress callback has the signature ``callback(stage, done, total, message="")
 stage is one of ``audio``, ``features``, ``alignment``, ``fit``, ``stats``, ``save``;
 done/total count units of that stage (windows, stories, layers). Cancellation is a
 ``threading.Event``-like object with ``is_set()``; long loops check it between units and
-raise :class:`~encoding_core.errors.JobCancelled`.
+raise :class:`~encoding_core.common.errors.JobCancelled`.
 """
 from __future__ import annotations
 
 import time
 from typing import Optional, Protocol
 
-from .errors import JobCancelled
+from encoding_core.common.errors import JobCancelled
 
 
 class ProgressCallback(Protocol):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from .errors import ConfigError, InputError, PathNotAllowedError
+from encoding_core.common.errors import ConfigError, InputError, PathNotAllowedError
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
-from .errors import StorageError
+from encoding_core.common.errors import StorageError
 
 PathLike = Union[str, Path]
 
