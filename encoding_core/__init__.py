@@ -17,11 +17,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Assembly": "assembly", "Story": "assembly", "Space": "assembly",
+    "Assembly": "assembly.data_model", "Story": "assembly.data_model", "Space": "assembly.data_model",
     "ExperimentConfig": "config",
-    "EncodingCoreError": "errors",
-    "load_assembly": "assembly_io", "save_assembly": "assembly_io",
-    "map_audio": "audio", "apply_audio_map": "audio",
+    "EncodingCoreError": "common.errors",
+    "load_assembly": "assembly.assembly_loader", "save_assembly": "assembly.assembly_loader",
+    "map_audio": "assembly.audio", "apply_audio_map": "assembly.audio",
     "SpeechFeatureExtractor": "features", "FeatureExtractorFactory": "features",
     "Downsampler": "downsample",
     "NestedCVModel": "trainer", "AbstractTrainer": "trainer",
@@ -35,7 +35,6 @@ __all__ = sorted(_LAZY)
 # root renamed (``encoding.`` -> ``encoding_core.``). Each alias is a lazy module that
 # imports its target on first attribute access.
 _REFERENCE_MODULE_PATHS = {
-    "assembly.assembly_loader": "assembly_io",
     "downsample.downsampling": "downsample",
     "models": "trainer",
     "models.nested_cv": "trainer",

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Protocol, Sequenc
 
 import numpy as np
 
-from encoding_core.assembly import Assembly, Story
+from encoding_core.assembly.data_model import Assembly, Story
 from encoding_core.config import ExperimentConfig, RidgeConfig, StatsConfig
 from encoding_core.common.errors import AudioError, ConfigError, JobCancelled
 from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel, null_progress
@@ -53,7 +53,7 @@ FeatureSource = Callable[..., StoryFeaturesLike]
 # --------------------------------------------------------------------------------------
 def load_experiment_assembly(config: ExperimentConfig) -> Assembly:
     """Load ``config.assembly.path`` (demo, .h5, .pkl or LeBel folder) with its subject/stories."""
-    from encoding_core.assembly_io import load_assembly
+    from encoding_core.assembly.assembly_loader import load_assembly
 
     source = config.assembly
     options: dict[str, Any] = {}
@@ -94,7 +94,7 @@ def attach_audio(assembly: Assembly, config: ExperimentConfig,
     source = config.assembly
     stories = assembly.stories_list
     if source.audio_dir:
-        from encoding_core.audio import apply_audio_map, map_audio
+        from encoding_core.assembly.audio import apply_audio_map, map_audio
 
         matches = map_audio(assembly, source.audio_dir, pattern=source.audio_pattern,
                             overrides=dict(source.audio_overrides) or None)

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly import Space
+from encoding_core.assembly.data_model import Space
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import InputError, StorageError
 from encoding_core.common.storage import (atomic_write_bytes, atomic_write_text, create_unique_dir, ensure_dir,

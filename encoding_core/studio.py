@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from encoding_core.assembly import Assembly
+from encoding_core.assembly.data_model import Assembly
 from encoding_core.config import ExperimentConfig, TrimmingConfig
 from encoding_core.common.errors import ConfigError, InputError
 

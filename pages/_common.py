@@ -119,7 +119,7 @@ def _mtime(path: str) -> float:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_assembly_cached(path: str, mtime: float, subject: str, stories: tuple[str, ...], cache_dir: str):
     """Load an assembly once per (path, mtime, subject, stories); LeBel reads only the chosen stories."""
-    from encoding_core import assembly_io
+    from encoding_core.assembly import assembly_loader as assembly_io
 
     options: dict[str, Any] = {}
     if subject:
@@ -184,7 +184,7 @@ def assembly():
     current = copy_assembly(base)
     matches = st.session_state.get(AUDIO_MATCHES_KEY)
     if matches:
-        from encoding_core.audio import apply_audio_map
+        from encoding_core.assembly.audio import apply_audio_map
 
         apply_audio_map(current, matches)
     test = config().assembly.test_story

@@ -41,7 +41,7 @@ elif source in (SOURCES[1], SOURCES[2]):
             else:
                 _load(str(path))
 elif source == SOURCES[3]:
-    from encoding_core import lebel
+    from encoding_core.assembly import lebel
 
     root_text = st.text_input("LeBel dataset folder (contains derivative/ and stimuli/)", key="lebel_root",
                               placeholder="/data/ds003020")
@@ -105,7 +105,7 @@ if current.provenance.get("format") == "reference-pickle" or str(cfg.assembly.pa
     if st.button("Save as .h5", key="save_h5"):
         target = common.user_path(out, "Save as", must_exist=False)
         if target is not None:
-            from encoding_core.assembly_io import save_assembly
+            from encoding_core.assembly.assembly_loader import save_assembly
 
             with common.user_errors("Saving the assembly"), st.spinner("Writing HDF5 ..."):
                 save_assembly(current, target)

@@ -19,7 +19,7 @@ if current is None:
 
 
 def _remap() -> None:
-    from encoding_core.audio import map_audio
+    from encoding_core.assembly.audio import map_audio
 
     folder = cfg.assembly.audio_dir
     with common.user_errors("Mapping the audio"), st.spinner("Checking audio files ..."):
@@ -89,7 +89,7 @@ with up_col:
 current = common.assembly()
 audio_path = current.story(story).audio_path
 if audio_path:
-    from encoding_core.audio import load_audio
+    from encoding_core.assembly.audio import load_audio
 
     with common.user_errors(f"Reading {audio_path}"), st.spinner("Decoding audio ..."):
         st.audio(audio_path)

@@ -28,7 +28,7 @@ def _run_demo() -> None:
         common.set_config(demo)
         current = common.load_assembly_into_session("demo", stories=tuple(demo.assembly.stories))
         if demo.assembly.audio_dir:  # the demo loader sets its audio paths itself
-            from encoding_core.audio import map_audio
+            from encoding_core.assembly.audio import map_audio
 
             common.set_audio_matches(map_audio(current, demo.assembly.audio_dir, demo.assembly.audio_pattern,
                                                overrides=demo.assembly.audio_overrides or None))

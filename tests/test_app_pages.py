@@ -10,7 +10,7 @@ import soundfile
 from streamlit.testing.v1 import AppTest
 
 from encoding_core.assembly import Assembly, Space, Story
-from encoding_core.assembly_io import save_assembly
+from encoding_core.assembly.assembly_loader import save_assembly
 from encoding_core.config import ExperimentConfig, TrimmingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_assembly_page_loads_h5_and_shows_summary(studio):
     assert metrics["Stories"] == "3" and metrics["TRs"] == "90" and metrics["Voxels"] == str(N_FSAVERAGE5)
     specs = plotly_specs(at)
     mean_story0 = as_array(specs["timecourse"]["data"][0]["y"]).astype(float)
-    from encoding_core.assembly_io import load_assembly
+    from encoding_core.assembly.assembly_loader import load_assembly
 
     reference = load_assembly(path).story("story0").brain_data.astype(np.float64).mean(axis=1)
     np.testing.assert_allclose(mean_story0, reference, rtol=1e-5)

@@ -10,8 +10,8 @@ import pytest
 import soundfile
 from streamlit.testing.v1 import AppTest
 
-from encoding_core.assembly_io import load_assembly
-from encoding_core.audio import map_audio
+from encoding_core.assembly.assembly_loader import load_assembly
+from encoding_core.assembly.audio import map_audio
 from encoding_core.config import ExperimentConfig, TrimmingConfig
 from encoding_core.distributed import WorkerTracker
 from encoding_core.jobs import FileProgress, JobManager

@@ -7,7 +7,7 @@ import soundfile
 from scipy.signal import resample_poly
 
 from encoding_core.assembly import Assembly, Story
-from encoding_core.audio import apply_audio_map, audio_info, load_audio, map_audio
+from encoding_core.assembly.audio import apply_audio_map, audio_info, load_audio, map_audio
 from encoding_core.common.errors import AudioError, InputError
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from encoding_core.assembly_io import load_assembly
+from encoding_core.assembly.assembly_loader import load_assembly
 from encoding_core.common.errors import AssemblyFormatError, InputError, TextGridError
-from encoding_core.lebel import list_lebel_stories, list_lebel_subjects, load_lebel
-from encoding_core.textgrid import write_textgrid
+from encoding_core.assembly.lebel import list_lebel_stories, list_lebel_subjects, load_lebel
+from encoding_core.assembly.textgrid import write_textgrid
 
 RUN_TRS = {"alpha": 60, "beta": 55, "wheretheressmoke": 50}  # respdict: TRs in each scanner run
 N_VOXELS = 30

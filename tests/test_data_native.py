@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from encoding_core.assembly import Assembly, Space, Story
-from encoding_core.assembly_io import load_assembly, load_story, save_assembly
+from encoding_core.assembly.assembly_loader import load_assembly, load_story, save_assembly
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, InputError
 
 

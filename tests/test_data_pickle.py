@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from encoding_core.assembly_io import load_assembly
+from encoding_core.assembly.assembly_loader import load_assembly
 from encoding_core.common.errors import AssemblyFormatError, UnsafePickleError
-from encoding_core.safe_pickle import load_reference_pickle, safe_load_pickle
+from encoding_core.assembly.reference_pickle import load_reference_pickle, safe_load_pickle
 from tests.data_reference_pickle import make_story_data, reference_classes, reference_pickle_bytes
 
 

@@ -6,7 +6,7 @@ import pytest
 from praatio import textgrid as praat_textgrid
 
 from encoding_core.common.errors import EncodingCoreError, TextGridError
-from encoding_core.textgrid import is_non_word, read_textgrid, read_words, write_textgrid
+from encoding_core.assembly.textgrid import is_non_word, read_textgrid, read_words, write_textgrid
 
 # A LeBel-style file as Praat writes it (long format, phones then words).
 PRAAT_LONG = '''File type = "ooTextFile"

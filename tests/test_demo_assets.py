@@ -79,7 +79,7 @@ def test_textgrid_words_are_exact_against_the_audio(name):
 
 @pytest.mark.parametrize("name", STORIES)
 def test_textgrid_words_match_the_text_and_our_reader(name):
-    from encoding_core.textgrid import read_words
+    from encoding_core.assembly.textgrid import read_words
 
     entry = ENTRIES[name]
     expected = [w.lower() for w in re.findall(r"[A-Za-z]+(?:['\-][A-Za-z]+)*", f"{entry['title']} {entry['text']}")]

@@ -82,7 +82,7 @@ def fit_drivers(assembly, columns=None, alpha=10.0) -> np.ndarray:
 # -- the assembly ----------------------------------------------------------------------
 
 def test_assembly_is_a_simulated_lebel_like_fsaverage5_assembly(assembly):
-    from encoding_core.textgrid import read_words
+    from encoding_core.assembly.textgrid import read_words
 
     assert assembly.simulated and assembly.subject == "demo" and assembly.tr == 2.0
     assert assembly.space.kind == "surface" and assembly.space.name == "fsaverage5"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoding_core.assembly_io import load_assembly, save_assembly
+from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
 from encoding_core.distributed import run_sweep_distributed, run_sweeps_distributed, worker_progress
 from encoding_core.pipeline import run_experiment
 from encoding_core.runstore import RunStore

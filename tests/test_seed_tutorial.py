@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from encoding_core.assembly import Assembly, Story
-from encoding_core.assembly_io import save_assembly
+from encoding_core.assembly.assembly_loader import save_assembly
 from encoding_core.runstore import RunStore
 
 from tiny_experiment import write_story_audio

@@ -47,7 +47,7 @@ def write_story_audio(path: Path, duration_s: float, seed: int) -> np.ndarray:
 def make_tiny_experiment(root: Path, n_stories: int = 3, n_trs: int = 24, tr: float = 1.0, n_voxels: int = 12,
                          seed: int = 0) -> ExperimentConfig:
     """Write assembly.h5, audio/<story>.wav and model/ under ``root``; return a validated config."""
-    from encoding_core.assembly_io import save_assembly
+    from encoding_core.assembly.assembly_loader import save_assembly
 
     rng = np.random.default_rng(seed)
     audio_dir = root / "audio"

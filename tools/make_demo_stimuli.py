@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 from encoding_core.common.errors import EncodingCoreError, InputError  # noqa: E402
 from encoding_core.common.storage import atomic_output, atomic_write_text  # noqa: E402
-from encoding_core.textgrid import write_textgrid  # noqa: E402
+from encoding_core.assembly.textgrid import write_textgrid  # noqa: E402
 
 logger = logging.getLogger("make_demo_stimuli")
 

@@ -35,11 +35,10 @@ from encoding_core.config import (
     StatsConfig,
     TrimmingConfig,
 )
+from encoding_core.demo.simulate import DEMO_TRIM_END_TRS, DEMO_TRIM_START_TRS, demo_story_names
 
 DEMO_STRIDE_S = 1.25
 DEMO_CONTEXT_S = 8.0
-DEMO_TRIM_START_TRS = 5
-DEMO_TRIM_END_TRS = -4
 DEMO_FIR_DELAYS = [1, 2, 3, 4]
 DEMO_PERMUTATIONS = 2000
 DEMO_POOL = "mean"
@@ -49,8 +48,6 @@ def demo_config(results_dir: str = "results", cache_dir: str = "cache") -> Exper
     """The demo preset (validated): bundled whisper-tiny.en, stride 1.25 s, context 8 s,
     pool "mean", all layers, lanczos downsampling, delays 1-4 TRs, trimming [5:-4] for
     features and targets, train/test with the last story held out, 2000 permutations."""
-    from encoding_core.demo.simulate import demo_story_names
-
     start, end = DEMO_TRIM_START_TRS, DEMO_TRIM_END_TRS
     config = ExperimentConfig(
         name="demo",

@@ -45,11 +45,14 @@ from typing import Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly import Assembly, Space, Story
+from encoding_core.assembly.data_model import Assembly, Space, Story
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, InputError
-from encoding_core.demo.preset import DEMO_TRIM_END_TRS, DEMO_TRIM_START_TRS
 
 logger = logging.getLogger(__name__)
+
+DEMO_TRIM_START_TRS = 5
+DEMO_TRIM_END_TRS = -4
+"""The demo preset's trimming (TRs), used here to scale the simulated responses (see preset.py)."""
 
 PathLike = Union[str, Path]
 
@@ -196,7 +199,7 @@ class _StoryStimulus:
 def _load_stimuli() -> list[_StoryStimulus]:
     import soundfile as sf
 
-    from encoding_core.textgrid import read_words
+    from encoding_core.assembly.textgrid import read_words
 
     stimuli = []
     for name in demo_story_names():
@@ -503,13 +506,13 @@ def load_demo_assembly(cache_dir: Optional[PathLike] = None, seed: int = 0) -> A
     app's cache folder) as a native ``.h5``; later calls read the cache. Audio paths point to
     ``assets/demo/<story>.flac``. See the module docstring for what is planted where.
     """
-    from encoding_core.assembly_io import load_assembly, save_assembly
+    from encoding_core.assembly.native_h5 import read_native, write_native
 
     assembly = None
     path = demo_cache_path(cache_dir, seed)
     if path.is_file():
         try:
-            assembly = load_assembly(path)
+            assembly = read_native(path)
             if not _cache_matches(assembly, seed):
                 logger.warning("Cached demo assembly %s does not match this version; regenerating.", path)
                 assembly = None
@@ -519,7 +522,7 @@ def load_demo_assembly(cache_dir: Optional[PathLike] = None, seed: int = 0) -> A
     if assembly is None:
         assembly = simulate_demo_assembly(seed)
         try:
-            save_assembly(assembly, path)
+            write_native(assembly, path)
         except EncodingCoreError as exc:
             logger.warning("Could not cache the demo assembly at %s (%s); it will be generated again next time.",
                            path, exc)

@@ -11,7 +11,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from encoding_core.config import FeatureConfig
-from encoding_core.audio import audio_info
+from encoding_core.assembly.audio import audio_info
 from encoding_core.features.cache import is_cached
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from encoding_core.config import FeatureConfig
 from encoding_core.common.errors import ConfigError, InputError
 from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel
 from encoding_core.features import cache as feature_cache
-from encoding_core.audio import load_audio
+from encoding_core.assembly.audio import load_audio
 from encoding_core.features.models import LoadedModel, load_model, model_facts
 
 logger = logging.getLogger(__name__)

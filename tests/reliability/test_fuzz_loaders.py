@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from encoding_core.assembly import Assembly, Story
-from encoding_core.assembly_io import load_assembly, save_assembly
+from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
 from encoding_core.common.errors import EncodingCoreError
-from encoding_core.textgrid import read_textgrid, read_words, write_textgrid
+from encoding_core.assembly.textgrid import read_textgrid, read_words, write_textgrid
 
 SETTINGS = settings(deadline=None, derandomize=True, database=None, max_examples=800,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from encoding_core.assembly_io import load_assembly
+from encoding_core.assembly.assembly_loader import load_assembly
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, UnsafePickleError
 from tests.data_reference_pickle import make_story_data, reference_classes
 
@@ -115,7 +115,7 @@ def test_numpy_array_constructor_cannot_allocate(tmp_path):
 
 
 def test_hdf5_declaring_absurd_shape_is_refused_before_reading(tmp_path, make_assembly):
-    from encoding_core.assembly_io import save_assembly
+    from encoding_core.assembly.assembly_loader import save_assembly
 
     path = tmp_path / "a.h5"
     save_assembly(make_assembly(n_stories=1, n_trs=10, n_voxels=5), path)
@@ -130,7 +130,7 @@ def test_hdf5_declaring_absurd_shape_is_refused_before_reading(tmp_path, make_as
 
 
 def test_hdf5_lying_about_words_length(tmp_path, make_assembly):
-    from encoding_core.assembly_io import save_assembly
+    from encoding_core.assembly.assembly_loader import save_assembly
 
     path = tmp_path / "a.h5"
     save_assembly(make_assembly(n_stories=1, n_trs=10, n_voxels=5), path)

@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from encoding_core.assembly import Assembly, Story
-from encoding_core.assembly_io import save_assembly
+from encoding_core.assembly.assembly_loader import save_assembly
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import EncodingCoreError, InputError, PathNotAllowedError
 from encoding_core.jobs import JobManager

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from encoding_core.assembly import Assembly, Story
-from encoding_core.assembly_io import load_assembly, save_assembly
+from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import StorageError
 from encoding_core.runstore import COMPLETE, RunStore
@@ -451,7 +451,7 @@ def _app_session(tmp_path: Path, monkeypatch, results: Path):
 
 
 def test_app_with_read_only_results_dir(faults, tmp_path, monkeypatch, tiny_experiment):
-    from encoding_core.audio import map_audio
+    from encoding_core.assembly.audio import map_audio
 
     root, tiny_config = tiny_experiment
     results = faults.small("results")

@@ -32,8 +32,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly import Assembly, Space, Story
-from encoding_core.assembly_io import clean_brain_data, record_zeroed_columns
+from encoding_core.assembly.data_model import Assembly, Space, Story
+from encoding_core.assembly.cleaning import clean_brain_data, record_zeroed_columns
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, InputError
 from encoding_core.common.storage import atomic_output, json_default
 

@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly import Assembly, Story
+from encoding_core.assembly.data_model import Assembly, Story
 from encoding_core.common.errors import AudioError, InputError
 
 logger = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly import Assembly, Space, Story
-from encoding_core.assembly_io import clean_brain_data, record_zeroed_columns
+from encoding_core.assembly.data_model import Assembly, Space, Story
+from encoding_core.assembly.cleaning import clean_brain_data, record_zeroed_columns
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, TextGridError
-from encoding_core.textgrid import read_words
+from encoding_core.assembly.textgrid import read_words
 
 logger = logging.getLogger(__name__)
 

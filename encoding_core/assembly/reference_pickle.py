@@ -41,10 +41,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly import Assembly, Space, Story
-from encoding_core.assembly_io import clean_brain_data, optional_float, record_zeroed_columns
+from encoding_core.assembly.data_model import Assembly, Space, Story
+from encoding_core.assembly.cleaning import clean_brain_data, optional_float, record_zeroed_columns
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, UnsafePickleError
-from encoding_core.textgrid import is_non_word
+from encoding_core.assembly.textgrid import is_non_word
 
 logger = logging.getLogger(__name__)
 

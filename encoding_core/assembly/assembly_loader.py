@@ -3,18 +3,13 @@
 ``load_assembly(path, **options)`` dispatches on the path:
 
 - ``"demo"`` -> the simulated demo assembly (:func:`encoding_core.demo.load_demo_assembly`);
-- ``*.h5`` / ``*.hdf5`` -> our native HDF5 format (:mod:`encoding_core.native_h5`);
+- ``*.h5`` / ``*.hdf5`` -> our native HDF5 format (:mod:`encoding_core.assembly.native_h5`);
 - ``*.pkl`` / ``*.pickle`` -> the reference library's pickled ``SimpleNeuroidAssembly``,
-  read by a restricted unpickler that runs no code from the file (:mod:`encoding_core.safe_pickle`);
+  read by a restricted unpickler that runs no code from the file (:mod:`encoding_core.assembly.reference_pickle`);
 - a directory -> the LeBel et al. (OpenNeuro ds003020) layout, needs ``subject=``
-  (:mod:`encoding_core.lebel`).
+  (:mod:`encoding_core.assembly.lebel`).
 
-NaN / Inf policy, the same for every loader (:func:`clean_brain_data`):
-Inf anywhere is refused. A column (voxel/vertex) that is NaN in *every* TR of a story
-(typically outside the brain or medial wall) is set to 0, a warning is logged and the
-count is recorded in ``assembly.provenance["nan_columns_zeroed"][story]``. NaN scattered
-inside otherwise valid columns is refused, naming the story and the count, because
-silently zeroing single samples would bias the fit.
+Every loader applies the same NaN / Inf policy (:mod:`encoding_core.assembly.cleaning`).
 """
 from __future__ import annotations
 
@@ -24,7 +19,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly import Assembly
+from encoding_core.assembly.data_model import Assembly
 from encoding_core.common.errors import AssemblyFormatError, InputError
 
 logger = logging.getLogger(__name__)
@@ -32,50 +27,6 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 NATIVE_SUFFIXES = (".h5", ".hdf5")
 PICKLE_SUFFIXES = (".pkl", ".pickle")
-
-
-def clean_brain_data(data: np.ndarray, story: str, source: PathLike,
-                     what: str = "brain data") -> tuple[np.ndarray, int]:
-    """Apply the NaN/Inf policy to ``data`` of shape (..., n_voxels).
-
-    Returns ``(data, n_zeroed_columns)``: all-NaN columns set to 0 (in place when the
-    array is writable). Raises AssemblyFormatError naming ``source`` and ``story`` for
-    any Inf, or for NaN in columns that are not entirely NaN.
-    """
-    data = np.asarray(data)
-    if data.dtype.kind != "f":
-        raise AssemblyFormatError(f"{source}: {what} of story {story!r} has dtype {data.dtype}; "
-                                  "it must be floating point.")
-    n_inf = int(np.isinf(data).sum())
-    if n_inf:
-        raise AssemblyFormatError(f"{source}: {what} of story {story!r} contains {n_inf} infinite "
-                                  "value(s); fix the preprocessing (Inf is never valid fMRI data).")
-    nan = np.isnan(data)
-    if not nan.any():
-        return data, 0
-    flat = nan.reshape(-1, data.shape[-1])
-    whole_columns = flat.all(axis=0)
-    scattered = int(flat[:, ~whole_columns].sum())
-    if scattered:
-        raise AssemblyFormatError(
-            f"{source}: {what} of story {story!r} has {scattered} NaN value(s) scattered inside "
-            f"otherwise valid columns ({int((flat.any(axis=0) & ~whole_columns).sum())} columns); "
-            "only columns that are NaN in every TR (outside the brain) are accepted. Interpolate or "
-            "mask those voxels before loading.")
-    if not data.flags.writeable:
-        data = data.copy()
-    data[..., whole_columns] = 0.0
-    n_zeroed = int(whole_columns.sum())
-    logger.warning("%s: story %r has %d all-NaN column(s) in its %s; they were set to 0.",
-                   source, story, n_zeroed, what)
-    return data, n_zeroed
-
-
-def record_zeroed_columns(provenance: dict[str, Any], story: str, n_zeroed: int) -> None:
-    """Note in ``provenance["nan_columns_zeroed"]`` how many all-NaN columns a story had."""
-    if n_zeroed:
-        provenance.setdefault("nan_columns_zeroed", {})[story] = int(
-            provenance.get("nan_columns_zeroed", {}).get(story, 0) + n_zeroed)
 
 
 def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
@@ -90,7 +41,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
     # Empty values (the config's defaults: "", []) mean "not given".
     options = {k: v for k, v in options.items() if v is not None and not (isinstance(v, (str, list, tuple)) and not v)}
     if isinstance(path, str) and path.strip().lower() == "demo":
-        from encoding_core.demo import load_demo_assembly
+        from encoding_core.demo.simulate import load_demo_assembly
 
         _check_options("demo", options, ("cache_dir", "seed"), ignored=("subject", "stories"))
         return load_demo_assembly(**options)
@@ -100,7 +51,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
     if not path.exists():
         raise AssemblyFormatError(f"Assembly path {path} does not exist; check the path (or use 'demo').")
     if path.is_dir():
-        from encoding_core.lebel import list_lebel_subjects, load_lebel
+        from encoding_core.assembly.lebel import list_lebel_subjects, load_lebel
 
         subject = options.pop("subject", None)
         if not subject:
@@ -110,12 +61,12 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
         return load_lebel(path, subject, **options)
     suffix = path.suffix.lower()
     if suffix in NATIVE_SUFFIXES:
-        from encoding_core.native_h5 import read_native
+        from encoding_core.assembly.native_h5 import read_native
 
         _check_options(str(path), options, ("stories",), ignored=("subject",))
         return read_native(path, **options)
     if suffix in PICKLE_SUFFIXES:
-        from encoding_core.safe_pickle import load_reference_pickle
+        from encoding_core.assembly.reference_pickle import load_reference_pickle
 
         _check_options(str(path), options, ("tr", "subject", "stories", "test_story"))
         return load_reference_pickle(path, **options)
@@ -140,7 +91,7 @@ def save_assembly(assembly: Assembly, path: PathLike) -> Path:
 
     The suffix should be ``.h5`` or ``.hdf5``. Raises StorageError if unwritable.
     """
-    from encoding_core.native_h5 import write_native
+    from encoding_core.assembly.native_h5 import write_native
 
     path = Path(path)
     if path.suffix.lower() not in NATIVE_SUFFIXES:
@@ -150,19 +101,6 @@ def save_assembly(assembly: Assembly, path: PathLike) -> Path:
 
 def load_story(path: PathLike, name: str) -> Any:
     """Read one story from a native ``.h5`` assembly without reading the others."""
-    from encoding_core.native_h5 import load_story as _load_story
+    from encoding_core.assembly.native_h5 import load_story as _load_story
 
     return _load_story(path, name)
-
-
-def optional_float(value: Optional[Any], name: str) -> Optional[float]:
-    """Check an optional positive float option (e.g. ``tr=``)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}.") from None
-    if not (np.isfinite(number) and number > 0):
-        raise InputError(f"{name} must be a positive number of seconds, got {value!r}.")
-    return number
