@@ -41,7 +41,7 @@ ALPHAS = np.logspace(-1, 8, 10)
 
 def make_data(folder: Path, n: int, p: int, v: int, n_test: int, signal_fraction: float, seed: int) -> None:
     """Write X, Y, X_test, Y_test (float32) and the inner folds to ``folder``."""
-    from encoding_core.folds import make_folds
+    from encoding_core.models.folds import make_folds
 
     gen = np.random.default_rng(seed)
     n_all = n + n_test
@@ -127,7 +127,7 @@ def worker(method: str, folder: Path) -> None:
     start = time.perf_counter()
     cpu_start = time.process_time()
     if method == "ours":
-        from encoding_core.ridge import ridge_nested_cv
+        from encoding_core.models.ridge import ridge_nested_cv
 
         fit = ridge_nested_cv(X, Y, folds, ALPHAS, normalpha=True, memory_budget_gb=0.5)
         weights, best = fit.weights, fit.best_alphas
@@ -139,7 +139,7 @@ def worker(method: str, folder: Path) -> None:
         raise SystemExit(f"unknown method {method}")
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start  # fairer than wall time on a shared machine
-    from encoding_core.stats import pearson_r
+    from encoding_core.stats.scores import pearson_r
 
     r = pearson_r(Y_test, X_test @ weights)
     np.save(folder / f"r_{method}.npy", r)

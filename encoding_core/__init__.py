@@ -23,8 +23,8 @@ _LAZY = {
     "load_assembly": "assembly.assembly_loader", "save_assembly": "assembly.assembly_loader",
     "map_audio": "assembly.audio", "apply_audio_map": "assembly.audio",
     "SpeechFeatureExtractor": "features", "FeatureExtractorFactory": "features",
-    "Downsampler": "downsample",
-    "NestedCVModel": "trainer", "AbstractTrainer": "trainer",
+    "Downsampler": "downsample.downsampling",
+    "NestedCVModel": "models.nested_cv", "AbstractTrainer": "trainer",
     "run_experiment": "pipeline",
     "RunStore": "runstore",
 }
@@ -35,9 +35,6 @@ __all__ = sorted(_LAZY)
 # root renamed (``encoding.`` -> ``encoding_core.``). Each alias is a lazy module that
 # imports its target on first attribute access.
 _REFERENCE_MODULE_PATHS = {
-    "downsample.downsampling": "downsample",
-    "models": "trainer",
-    "models.nested_cv": "trainer",
 }
 
 

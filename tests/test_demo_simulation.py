@@ -315,7 +315,7 @@ def test_noise_ceiling_is_high_in_planted_regions_only(assembly, truth):
     centre = truth["mask_any"] & (expected > 0.3)
     assert abs(np.median(ev[centre] - expected[centre])) < 0.1
     try:
-        from encoding_core.stats import noise_ceiling
+        from encoding_core.stats.noise_ceiling import noise_ceiling
     except ImportError:
         return
     core_ev, ceiling_r = noise_ceiling(test.repeats)

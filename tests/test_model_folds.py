@@ -6,7 +6,7 @@ import pytest
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 
 from encoding_core.common.errors import InputError
-from encoding_core.folds import make_folds
+from encoding_core.models.folds import make_folds
 
 
 def assert_partition(folds, n):

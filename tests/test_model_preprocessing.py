@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from encoding_core.common.errors import InputError, TrimmingMismatchError
-from encoding_core.preprocessing import check_trimmed_lengths, make_delayed, nan_to_zero, trim, zscore
+from encoding_core.downsample.preprocessing import check_trimmed_lengths, make_delayed, nan_to_zero, trim, zscore
 
 
 def test_make_delayed_matches_loop():

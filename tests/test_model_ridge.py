@@ -8,9 +8,9 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from encoding_core.common.errors import InputError, JobCancelled
-from encoding_core.folds import make_folds
-from encoding_core.ridge import RidgeFit, ridge_fit, ridge_nested_cv
-from encoding_core.stats import pearson_r
+from encoding_core.models.folds import make_folds
+from encoding_core.models.ridge import RidgeFit, ridge_fit, ridge_nested_cv
+from encoding_core.stats.scores import pearson_r
 
 ALPHAS = np.logspace(-1, 8, 10)
 

@@ -9,8 +9,9 @@ from scipy import stats as sps
 from sklearn.metrics import r2_score as sk_r2
 
 from encoding_core.common.errors import InputError
-from encoding_core.stats import (block_permutation_pvalues, fdr_bh, noise_ceiling, normalize_by_ceiling,
-                                 pearson_pvalues, pearson_r, r2_score)
+from encoding_core.stats.significance import block_permutation_pvalues, fdr_bh, pearson_pvalues
+from encoding_core.stats.noise_ceiling import noise_ceiling, normalize_by_ceiling
+from encoding_core.stats.scores import pearson_r, r2_score
 
 
 def ar1(gen, n, v, phi=0.7):
@@ -42,7 +43,7 @@ def test_r2_equals_sklearn():
 
 def test_column_blocks_and_float32_input_give_the_same_statistics(monkeypatch):
     """Blocks of 7 columns (a partial last block), float32 input, one constant column."""
-    from encoding_core import stats
+    from encoding_core.stats import scores as stats
 
     gen = np.random.default_rng(11)
     Y = gen.standard_normal((30, 25)).astype(np.float32)

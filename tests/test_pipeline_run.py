@@ -141,7 +141,7 @@ def test_noise_ceiling_from_test_repeats(tmp_path):
 
 
 def test_trimming_mismatch_raises_before_any_fit(tmp_path, monkeypatch):
-    import encoding_core.ridge as ridge
+    import encoding_core.models.ridge as ridge
 
     planted = make_planted()
     config = planted_config(tmp_path)

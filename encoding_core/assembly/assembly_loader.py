@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
-import numpy as np
 
 from encoding_core.assembly.data_model import Assembly
 from encoding_core.common.errors import AssemblyFormatError, InputError

@@ -29,7 +29,6 @@ onset/offset pairs. The TR is the median step of ``tr_times`` unless ``tr=`` is 
 from __future__ import annotations
 
 import collections
-import copyreg
 import io
 import logging
 import math

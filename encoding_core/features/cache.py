@@ -30,7 +30,7 @@ from encoding_core.common.errors import AudioError, CacheError, StorageError
 from encoding_core.common.storage import atomic_output, atomic_write_text, ensure_dir, staging_dir, storage_error
 
 if TYPE_CHECKING:
-    from encoding_core.features.speech import StoryFeatures
+    from encoding_core.features.base import StoryFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def is_cached(audio_path: Union[str, Path], feature_config: FeatureConfig, cache
     """True if a valid entry for this audio content and configuration exists."""
     if cache_dir is None:
         return False
-    from encoding_core.features.speech import coerce_feature_config
+    from encoding_core.features.base import coerce_feature_config
 
     config, _ = coerce_feature_config(feature_config)
     fields = key_fields(audio_path, config)
@@ -137,7 +137,7 @@ def load_or_compute(audio_path: Union[str, Path], config: FeatureConfig, cache_d
     """
     from filelock import FileLock
 
-    from encoding_core.features.speech import StoryFeatures
+    from encoding_core.features.base import StoryFeatures
 
     fields = key_fields(audio_path, config)
     key = cache_key(fields)
@@ -172,7 +172,7 @@ def load_or_compute(audio_path: Union[str, Path], config: FeatureConfig, cache_d
 
 def _in_memory(layers: np.ndarray, times: np.ndarray, fields: dict, key: str, config: FeatureConfig,
                extra: dict) -> "StoryFeatures":
-    from encoding_core.features.speech import StoryFeatures
+    from encoding_core.features.base import StoryFeatures
 
     stored = [np.ascontiguousarray(layer, dtype=config.cache_dtype) for layer in layers]
     return StoryFeatures(times=times, layers_data=stored, model_name=fields["model_name"], key=key,
@@ -196,7 +196,7 @@ def _try_open(folder: Path, fields: dict) -> Optional["StoryFeatures"]:
 
 def _open_entry(folder: Path, fields: dict) -> "StoryFeatures":
     """Open and validate an entry (key, file sizes, sha256, shapes); CacheError if unusable."""
-    from encoding_core.features.speech import StoryFeatures
+    from encoding_core.features.base import StoryFeatures
 
     meta_path = folder / META
     try:

@@ -70,7 +70,8 @@ def estimate_cost(audio_paths: Sequence[Union[str, Path]], feature_config: Union
     probe: run one or two windows through the model to measure seconds per window.
     cache_dir: stories already cached there cost nothing.
     """
-    from encoding_core.features.speech import coerce_feature_config, window_end_times
+    from encoding_core.features.base import coerce_feature_config
+    from encoding_core.features.speech import window_end_times
 
     config, _ = coerce_feature_config(feature_config)
     warnings: list[str] = []

@@ -15,20 +15,19 @@ Pooling (``pool``):
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from encoding_core.config import FeatureConfig
-from encoding_core.common.errors import ConfigError, InputError
+from encoding_core.common.errors import ConfigError
 from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel
 from encoding_core.features import cache as feature_cache
 from encoding_core.assembly.audio import load_audio
+from encoding_core.features.base import StoryFeatures, coerce_feature_config
 from encoding_core.features.models import LoadedModel, load_model, model_facts
 
 logger = logging.getLogger(__name__)
@@ -62,67 +61,6 @@ def window_bounds(end_times: np.ndarray, context_size: float, sample_rate: int) 
     ends = np.round(np.asarray(end_times) * sample_rate).astype(np.int64)
     starts = np.maximum(ends - int(round(context_size * sample_rate)), 0)
     return starts, ends
-
-
-def coerce_feature_config(config: Union[dict, FeatureConfig, None]) -> tuple[FeatureConfig, Optional[int]]:
-    """Build a validated FeatureConfig (+ the reference's ``layer`` key) from a dict or FeatureConfig."""
-    if config is None:
-        config = {}
-    if isinstance(config, FeatureConfig):
-        cfg, layer = dataclasses.replace(config), None
-    elif isinstance(config, dict):
-        allowed = {f.name for f in dataclasses.fields(FeatureConfig)} | {"layer"}
-        unknown = sorted(set(config) - allowed)
-        if unknown:
-            raise ConfigError(f"Unknown feature config key(s) {unknown}; allowed: {sorted(allowed)}.")
-        values = dict(config)
-        layer = values.pop("layer", None)
-        try:
-            cfg = FeatureConfig(**values)
-        except TypeError as exc:
-            raise ConfigError(f"Invalid feature config: {exc}") from None
-    else:
-        raise ConfigError(f"config must be a dict or FeatureConfig, got {type(config).__name__}.")
-    if layer is not None and (not isinstance(layer, (int, np.integer)) or isinstance(layer, bool)):
-        raise ConfigError(f"config['layer'] must be a 0-based integer layer index, got {layer!r}.")
-    from encoding_core.config import ExperimentConfig
-
-    ExperimentConfig(features=cfg).validate()  # the one place feature settings are checked
-    return cfg, (int(layer) if layer is not None else None)
-
-
-@dataclass
-class StoryFeatures:
-    """All layers' features of one story.
-
-    times: (n_windows,) window END times in seconds. ``layer(i)`` -> (n_windows, dim) float32.
-    layers_data: one array per layer (possibly memory-mapped float16/float32 cache files).
-    """
-
-    times: np.ndarray
-    layers_data: list[np.ndarray]
-    model_name: str
-    key: str = ""
-    from_cache: bool = False
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.layers_data)
-
-    @property
-    def n_windows(self) -> int:
-        return int(self.times.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.layers_data[0].shape[1]) if self.layers_data else 0
-
-    def layer(self, index: int) -> np.ndarray:
-        """Features of one 0-based encoder layer, (n_windows, dim) float32 (negative counts from the end)."""
-        if not -self.n_layers <= int(index) < self.n_layers:
-            raise InputError(f"layer {index} does not exist: {self.model_name} has layers 0..{self.n_layers - 1}.")
-        return np.asarray(self.layers_data[int(index)], dtype=np.float32)
 
 
 class SpeechFeatureExtractor:

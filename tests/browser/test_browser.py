@@ -8,7 +8,6 @@ every page go to ``test-artifacts/screenshots/``.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -8,11 +8,12 @@ import logging
 
 import numpy as np
 
-from encoding_core.folds import make_folds
-from encoding_core.preprocessing import zscore
-from encoding_core.ridge import ridge_nested_cv
-from encoding_core.stats import (block_permutation_pvalues, fdr_bh, noise_ceiling, pearson_pvalues,
-                                 pearson_r)
+from encoding_core.models.folds import make_folds
+from encoding_core.downsample.preprocessing import zscore
+from encoding_core.models.ridge import ridge_nested_cv
+from encoding_core.stats.significance import block_permutation_pvalues, fdr_bh, pearson_pvalues
+from encoding_core.stats.noise_ceiling import noise_ceiling
+from encoding_core.stats.scores import pearson_r
 
 ALPHAS = np.logspace(-1, 8, 10)
 

@@ -1,0 +1,64 @@
+"""Noise ceiling from repeated presentations of a story, and ceiling-normalised correlations."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from encoding_core.common.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def noise_ceiling(repeats: Any, averaged_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Explainable variance and ceiling correlation from repeated presentations.
+
+    repeats: (n_repeats, n_trs, n_voxels). With total variance T (all repeats and TRs pooled)
+    and residual variance E of each repeat around the repeat mean (pooled), the raw
+    explainable variance is ``ev = 1 - E / T`` and the bias-corrected value (Hsu et al. 2004;
+    Huth-lab ``ev``; Schoppe et al. 2016 signal power) is
+    ``EV = ev - (1 - ev) / (n_repeats - 1)``, an unbiased estimate of signal / total variance.
+    EV is clipped to [0, 1]. ``ceiling_r = sqrt(EV)``: the best correlation a model can reach
+    with a single repeat. With ``averaged_target=True`` the ceiling is for the repeat mean,
+    ``sqrt(S / (S + N / n_repeats))``. Constant or non-finite voxels get 0.
+    """
+    data = np.asarray(repeats, dtype=np.float64)
+    if data.ndim != 3 or data.shape[0] < 2 or data.shape[1] < 2:
+        raise InputError(
+            f"repeats must be (n_repeats >= 2, n_trs >= 2, n_voxels); got shape {data.shape}."
+        )
+    n_rep = data.shape[0]
+    finite = np.all(np.isfinite(data), axis=(0, 1))
+    data = np.where(finite, data, 0.0)
+    total = data.reshape(-1, data.shape[2]).var(axis=0)
+    residual = (data - data.mean(axis=0)).reshape(-1, data.shape[2]).var(axis=0)
+    ok = finite & (total > 1e-12 * np.maximum(np.abs(data).max(axis=(0, 1)), 1e-300) ** 2)
+    n_bad = int((~ok).sum())
+    if n_bad:
+        logger.warning("noise_ceiling: %d of %d voxels are constant or hold NaN/inf; their ceiling is 0.",
+                       n_bad, data.shape[2])
+    raw = 1.0 - np.divide(residual, total, out=np.ones_like(total), where=ok)
+    explainable = np.clip(raw - (1.0 - raw) / (n_rep - 1), 0.0, 1.0)
+    explainable = np.where(ok, explainable, 0.0)
+    if averaged_target:
+        noise_share = 1.0 - explainable
+        denom = explainable + noise_share / n_rep
+        ceiling = np.sqrt(np.divide(explainable, denom, out=np.zeros_like(denom), where=denom > 0))
+    else:
+        ceiling = np.sqrt(explainable)
+    return explainable, ceiling
+
+
+def normalize_by_ceiling(r: Any, ceiling_r: Any, min_ceiling: float = 0.1) -> np.ndarray:
+    """``r / ceiling_r`` per voxel; voxels with ceiling below ``min_ceiling`` get 0 (counted)."""
+    rr = np.nan_to_num(np.asarray(r, dtype=np.float64))
+    cc = np.nan_to_num(np.asarray(ceiling_r, dtype=np.float64))
+    if rr.shape != cc.shape:
+        raise InputError(f"r and ceiling_r must have the same shape; got {rr.shape} and {cc.shape}.")
+    usable = cc >= min_ceiling
+    n_low = int((~usable).sum())
+    if n_low:
+        logger.info("normalize_by_ceiling: %d of %d voxels have a ceiling below %.3g; set to 0.",
+                    n_low, rr.size, min_ceiling)
+    return np.divide(rr, cc, out=np.zeros_like(rr), where=usable)
