@@ -63,7 +63,7 @@ def make_surface_run(results_dir: Path, seed: int = 0, layers: tuple[int, ...] =
     """A complete fsaverage5 run written through the RunStore; returns its id."""
     from encoding_core.assembly import Space
     from encoding_core.config import ExperimentConfig
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.runstore import RunStore
 
     gen = np.random.default_rng(seed)
     writer = RunStore(results_dir).create(ExperimentConfig(name=f"load{seed}", results_dir=str(results_dir)),
@@ -87,7 +87,7 @@ def start_training_job(root: Path, jobs_dir: Path):
     """Start a real background job on the tiny experiment; returns (JobManager, job_id)."""
     from tiny_experiment import make_tiny_experiment
 
-    from encoding_core.jobs import JobManager
+    from encoding_core.experiment.jobs import JobManager
 
     config = make_tiny_experiment(root / "tiny", n_stories=4, n_trs=60)
     manager = JobManager(jobs_dir)

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from encoding_core.demo import DEMO_REGIONS, demo_config, ground_truth_maps  # noqa: E402
-from encoding_core.pipeline import run_experiment  # noqa: E402
-from encoding_core.runstore import RunStore  # noqa: E402
+from encoding_core.experiment.pipeline import run_experiment  # noqa: E402
+from encoding_core.experiment.runstore import RunStore  # noqa: E402
 
 COLD_BUDGET_S = 180.0
 WARM_BUDGET_S = 15.0

@@ -6,7 +6,7 @@ Extracts every layer of the demo stories (assets/demo/*.flac) with the demo pres
 config (bundled whisper-tiny.en, 1.25 s stride, 8 s context, 30 s padded input) twice, each
 into a fresh temporary cache:
   (a) serially in this process (torch uses all its default intra-op threads);
-  (b) with encoding_core.distributed: a LocalCluster of N single-threaded worker processes,
+  (b) with encoding_core.experiment.distributed: a LocalCluster of N single-threaded worker processes,
       one extraction task per story. Cluster start and worker warm-up (import torch and
       transformers, load the model) are timed apart from the extraction itself.
 Then, from the measured per-window cost, it prints the expected time of the tutorial-scale
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from encoding_core.demo import demo_config  # noqa: E402
-from encoding_core.distributed import connect, extract_story_task  # noqa: E402
+from encoding_core.experiment.distributed import connect, extract_story_task  # noqa: E402
 from encoding_core.features import SpeechFeatureExtractor, window_end_times  # noqa: E402
 
 PAPER_STORIES = 84

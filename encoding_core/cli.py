@@ -89,14 +89,14 @@ def summary_table(run: Any) -> str:
 
 
 def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None) -> int:
-    from encoding_core.pipeline import run_experiment
+    from encoding_core.experiment.pipeline import run_experiment
     from encoding_core.common.progress import TqdmProgress
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.runstore import RunStore
 
     progress = None if quiet else TqdmProgress()
     try:
         if scheduler:
-            from encoding_core.distributed import run_sweep_distributed
+            from encoding_core.experiment.distributed import run_sweep_distributed
 
             run_id = run_sweep_distributed(config, scheduler=scheduler, progress=progress)
         else:
@@ -136,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.runstore import RunStore
 
     infos = RunStore(args.results_dir or "results").list()
     if not infos:
@@ -151,7 +151,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from encoding_core.export import experiment_to_script
+    from encoding_core.experiment.export import experiment_to_script
 
     sys.stdout.write(experiment_to_script(ExperimentConfig.load(args.config)))
     return EXIT_OK
@@ -163,7 +163,7 @@ def cmd_config_template(args: argparse.Namespace) -> int:
 
 
 def cmd_job_run(args: argparse.Namespace) -> int:
-    from encoding_core.jobs import run_job
+    from encoding_core.experiment.jobs import run_job
 
     return run_job(args.job_dir)
 

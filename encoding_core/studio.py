@@ -1,5 +1,11 @@
-"""App-side logic that needs no UI: experiment checklist, trimming preview, demo presets,
-result tables and downloads. The Streamlit pages call these and only draw.
+"""The app-facing API: everything the Streamlit pages call, and app-side logic that needs no UI.
+
+Pages (``pages/*.py``) import from ``encoding_core`` only this module and :mod:`encoding_core.viz`
+(a test checks it), so the core's layout can change without touching a page. This module stays
+light: importing it loads no torch and no model.
+
+Its own logic: the experiment checklist, trimming preview, demo presets, result tables and
+downloads. The rest is re-exported from the step packages (see the block below the imports).
 """
 from __future__ import annotations
 
@@ -16,6 +22,27 @@ import numpy as np
 from encoding_core.assembly.data_model import Assembly
 from encoding_core.config import ExperimentConfig, TrimmingConfig
 from encoding_core.common.errors import ConfigError, InputError
+
+# -- Re-exported for the pages (one import surface for the app) ---------------------------
+from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
+from encoding_core.assembly.audio import apply_audio_map, load_audio, map_audio
+from encoding_core.assembly.lebel import list_lebel_stories, list_lebel_subjects
+from encoding_core.common.errors import EncodingCoreError
+from encoding_core.common.paths import (StudioDirs, check_upload_size, load_settings, resolve_user_path,
+                                        safe_upload_name, studio_dirs)
+from encoding_core.common.storage import atomic_write_bytes
+from encoding_core.config import (DEFAULT_MODEL, DOWNSAMPLE_METHODS, FOLD_TYPES, MODES, POOL_METHODS,
+                                  PRECISIONS, REFERENCE_ALPHAS, FeatureConfig)
+from encoding_core.demo.preset import demo_config
+from encoding_core.demo.simulate import ground_truth_maps
+from encoding_core.downsample.downsampling import downsample_kernel
+from encoding_core.experiment.distributed import parse_scheduler
+from encoding_core.experiment.export import experiment_to_script
+from encoding_core.experiment.jobs import JobManager
+from encoding_core.experiment.runstore import RunStore
+from encoding_core.features.cache import clear_cache, is_cached, list_cache_entries
+from encoding_core.features.cost import estimate_cost
+from encoding_core.features.models import model_facts
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +182,6 @@ def scheduler_label(scheduler: Optional[str]) -> str:
     """How a job runs, for display: ``"this machine (background process)"`` or the Dask scheduler."""
     if not scheduler:
         return "this machine (background process)"
-    from encoding_core.distributed import parse_scheduler
 
     try:
         address, n_local = parse_scheduler(scheduler)
@@ -228,3 +254,17 @@ def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     return buffer.getvalue()
+
+
+__all__ = [
+    "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "check_upload_size", "ChecklistStep",
+    "clear_cache", "copy_assembly", "DEFAULT_MODEL", "demo_config", "demo_preset_config", "DEMO_PRESETS",
+    "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError", "estimate_cost", "experiment_checklist",
+    "experiment_to_script", "ExperimentConfig", "FeatureConfig", "FOLD_TYPES", "format_bytes",
+    "format_seconds", "ground_truth_maps", "is_cached", "JobManager", "layer_profile", "list_cache_entries",
+    "list_lebel_stories", "list_lebel_subjects", "load_assembly", "load_audio", "load_settings", "map_audio",
+    "model_facts", "MODES", "parse_scheduler", "per_voxel_columns", "per_voxel_csv", "per_voxel_npz",
+    "POOL_METHODS", "PRECISIONS", "REFERENCE_ALPHAS", "resolve_user_path", "RunStore", "safe_upload_name",
+    "save_assembly", "scheduler_label", "sliced_length", "studio_dirs", "StudioDirs", "TINY_STRIDE_S",
+    "trimming_preview", "TrimmingConfig", "WORKER_COLUMNS", "worker_rows",
+]

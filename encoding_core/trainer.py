@@ -130,8 +130,8 @@ class AbstractTrainer:
 
     def train(self) -> dict[str, Any]:
         """Run the pipeline for ``layer_idx``; return the metrics dict (reference keys + ``run_id``)."""
-        from encoding_core.pipeline import extractor_as_source, run_experiment
-        from encoding_core.runstore import RunStore
+        from encoding_core.experiment.pipeline import extractor_as_source, run_experiment
+        from encoding_core.experiment.runstore import RunStore
 
         config = self.build_config()
         store = RunStore(self.results_dir)

@@ -12,10 +12,18 @@ from typing import Any, Iterator, Optional
 
 import streamlit as st
 
-from encoding_core.config import ExperimentConfig
-from encoding_core.common.errors import EncodingCoreError
-from encoding_core.common.paths import StudioDirs, resolve_user_path, studio_dirs
-from encoding_core.studio import copy_assembly
+from encoding_core.studio import (
+    EncodingCoreError,
+    ExperimentConfig,
+    JobManager,
+    RunStore,
+    StudioDirs,
+    apply_audio_map,
+    copy_assembly,
+    load_assembly,
+    resolve_user_path,
+    studio_dirs,
+)
 
 logger = logging.getLogger("encoding_studio")
 
@@ -94,7 +102,6 @@ def looks_like_local_path(text: str) -> bool:
 @st.cache_resource(show_spinner=False)
 def job_manager(jobs_dir: str):
     """One JobManager per jobs folder (shared by sessions; jobs themselves live on disk)."""
-    from encoding_core.jobs import JobManager
 
     return JobManager(jobs_dir)
 
@@ -104,8 +111,6 @@ def jobs():
 
 
 def run_store():
-    from encoding_core.runstore import RunStore
-
     return RunStore(config().results_dir or dirs().results)
 
 
@@ -119,7 +124,6 @@ def _mtime(path: str) -> float:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_assembly_cached(path: str, mtime: float, subject: str, stories: tuple[str, ...], cache_dir: str):
     """Load an assembly once per (path, mtime, subject, stories); LeBel reads only the chosen stories."""
-    from encoding_core.assembly import assembly_loader as assembly_io
 
     options: dict[str, Any] = {}
     if subject:
@@ -128,7 +132,7 @@ def _load_assembly_cached(path: str, mtime: float, subject: str, stories: tuple[
         options["cache_dir"] = cache_dir
     elif stories and Path(path).is_dir():
         options["stories"] = list(stories)
-    loaded = assembly_io.load_assembly(path, **options)
+    loaded = load_assembly(path, **options)
     if stories and list(stories) != loaded.stories:
         loaded = loaded.subset(list(stories))
     return loaded
@@ -184,8 +188,6 @@ def assembly():
     current = copy_assembly(base)
     matches = st.session_state.get(AUDIO_MATCHES_KEY)
     if matches:
-        from encoding_core.assembly.audio import apply_audio_map
-
         apply_audio_map(current, matches)
     test = config().assembly.test_story
     if test in current.stories:

@@ -7,8 +7,15 @@ import numpy as np
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.common.paths import check_upload_size, load_settings, safe_upload_name
-from encoding_core.common.storage import atomic_write_bytes
+from encoding_core.studio import (
+    atomic_write_bytes,
+    check_upload_size,
+    list_lebel_stories,
+    list_lebel_subjects,
+    load_settings,
+    safe_upload_name,
+    save_assembly,
+)
 from pages import _common as common
 
 st.title("Assembly")
@@ -41,18 +48,16 @@ elif source in (SOURCES[1], SOURCES[2]):
             else:
                 _load(str(path))
 elif source == SOURCES[3]:
-    from encoding_core.assembly import lebel
-
     root_text = st.text_input("LeBel dataset folder (contains derivative/ and stimuli/)", key="lebel_root",
                               placeholder="/data/ds003020")
     if root_text:
         root = common.user_path(root_text, "LeBel folder")
         if root is not None:
             with common.user_errors("Reading the LeBel folder"):
-                subjects = lebel.list_lebel_subjects(root)
+                subjects = list_lebel_subjects(root)
                 subject = st.selectbox("Subject", subjects, key="lebel_subject")
                 if subject:
-                    stories = lebel.list_lebel_stories(root, subject)
+                    stories = list_lebel_stories(root, subject)
                     chosen = st.multiselect("Stories (the last one is the test story by default)", stories,
                                             default=stories, key="lebel_stories")
                     if st.button("Load", key="load_lebel") and chosen:
@@ -105,8 +110,6 @@ if current.provenance.get("format") == "reference-pickle" or str(cfg.assembly.pa
     if st.button("Save as .h5", key="save_h5"):
         target = common.user_path(out, "Save as", must_exist=False)
         if target is not None:
-            from encoding_core.assembly.assembly_loader import save_assembly
-
             with common.user_errors("Saving the assembly"), st.spinner("Writing HDF5 ..."):
                 save_assembly(current, target)
                 st.success(f"Saved {target}.")

@@ -4,8 +4,14 @@ from __future__ import annotations
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.common.paths import check_upload_size, load_settings, safe_upload_name
-from encoding_core.common.storage import atomic_write_bytes
+from encoding_core.studio import (
+    atomic_write_bytes,
+    check_upload_size,
+    load_audio,
+    load_settings,
+    map_audio,
+    safe_upload_name,
+)
 from pages import _common as common
 
 AUDIO_SUFFIXES = [".wav", ".flac", ".mp3", ".ogg"]
@@ -19,8 +25,6 @@ if current is None:
 
 
 def _remap() -> None:
-    from encoding_core.assembly.audio import map_audio
-
     folder = cfg.assembly.audio_dir
     with common.user_errors("Mapping the audio"), st.spinner("Checking audio files ..."):
         common.set_audio_matches(map_audio(common.base_assembly(), folder, cfg.assembly.audio_pattern,
@@ -89,8 +93,6 @@ with up_col:
 current = common.assembly()
 audio_path = current.story(story).audio_path
 if audio_path:
-    from encoding_core.assembly.audio import load_audio
-
     with common.user_errors(f"Reading {audio_path}"), st.spinner("Decoding audio ..."):
         st.audio(audio_path)
         samples = load_audio(audio_path, target_sr=16000)

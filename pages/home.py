@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from encoding_core.studio import experiment_checklist, demo_preset_config
+from encoding_core.studio import (
+    demo_config,
+    demo_preset_config,
+    experiment_checklist,
+    map_audio,
+)
 from pages import _common as common
 
 st.title("Encoding Studio")
@@ -19,8 +24,6 @@ cfg = common.config()
 
 
 def _run_demo() -> None:
-    from encoding_core.demo import demo_config
-
     with st.spinner("Loading the simulated demo assembly and starting the job..."):
         demo = demo_preset_config(demo_config())
         d = common.dirs()
@@ -28,7 +31,6 @@ def _run_demo() -> None:
         common.set_config(demo)
         current = common.load_assembly_into_session("demo", stories=tuple(demo.assembly.stories))
         if demo.assembly.audio_dir:  # the demo loader sets its audio paths itself
-            from encoding_core.assembly.audio import map_audio
 
             common.set_audio_matches(map_audio(current, demo.assembly.audio_dir, demo.assembly.audio_pattern,
                                                overrides=demo.assembly.audio_overrides or None))

@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 import dataclasses
+
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.config import DEFAULT_MODEL, POOL_METHODS, PRECISIONS
-from encoding_core.common.errors import EncodingCoreError
-from encoding_core.studio import cache_entry_rows, format_bytes, format_seconds
+from encoding_core.studio import (
+    DEFAULT_MODEL,
+    POOL_METHODS,
+    PRECISIONS,
+    EncodingCoreError,
+    FeatureConfig,
+    cache_entry_rows,
+    clear_cache,
+    estimate_cost,
+    format_bytes,
+    format_seconds,
+    is_cached,
+    list_cache_entries,
+    model_facts,
+)
 from pages import _common as common
 
 PRESETS = [DEFAULT_MODEL, "openai/whisper-tiny", "openai/whisper-base", "openai/whisper-small",
@@ -43,8 +56,6 @@ else:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _facts(name: str):
-    from encoding_core.features import model_facts
-
     return model_facts(name)
 
 
@@ -108,11 +119,10 @@ def _entries(n: int) -> str:
 
 def feature_cache_manager(cache_dir: str) -> None:
     """List the feature-cache entries (model, audio file, size) and clear some or all after a confirmation."""
-    from encoding_core.features import cache
 
     entries = []
     with common.user_errors("Reading the feature cache"):
-        entries = cache.list_cache_entries(cache_dir)
+        entries = list_cache_entries(cache_dir)
     total = sum(e.bytes for e in entries)
     with st.expander(f"Feature cache: {_entries(len(entries))}, {format_bytes(total)}",
                      expanded=CLEAR_REQUEST_KEY in st.session_state):
@@ -148,7 +158,7 @@ def feature_cache_manager(cache_dir: str) -> None:
         if y.button("Yes, delete", type="primary", key="cache_clear_confirm"):
             del st.session_state[CLEAR_REQUEST_KEY]
             with common.user_errors("Clearing the feature cache"):
-                removed = cache.clear_cache(cache_dir, keys=None if keys is None else list(keys))
+                removed = clear_cache(cache_dir, keys=None if keys is None else list(keys))
                 st.session_state.pop("cache_pick", None)
                 st.session_state["cache_clear_done"] = f"Removed {_entries(removed)}."
                 st.rerun()
@@ -176,17 +186,12 @@ if not audio_paths:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cost(paths: tuple[str, ...], feature_fields: tuple):
-    from encoding_core.config import FeatureConfig
-    from encoding_core.features import estimate_cost
-
     return estimate_cost(list(paths), FeatureConfig(**dict(feature_fields)))
 
 
 st.subheader("Cache and cost")
 with common.user_errors("Checking the feature cache"):
-    from encoding_core.features import cache
-
-    cached = {name: bool(p) and cache.is_cached(p, feat, cfg.cache_dir)
+    cached = {name: bool(p) and is_cached(p, feat, cfg.cache_dir)
               for name, p in zip(current.stories, current.get_audio_path())}
     st.write(f"**{sum(cached.values())} of {len(cached)}** stories are already cached for these settings.")
     st.dataframe([{"story": k, "cached": v} for k, v in cached.items()], hide_index=True, height=180)

@@ -14,8 +14,14 @@ import numpy as np
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.common.errors import EncodingCoreError
-from encoding_core.studio import layer_profile, per_voxel_csv, per_voxel_npz
+from encoding_core.studio import (
+    EncodingCoreError,
+    RunStore,
+    ground_truth_maps,
+    layer_profile,
+    per_voxel_csv,
+    per_voxel_npz,
+)
 from pages import _common as common
 
 CORRELATION = "correlation r"
@@ -32,8 +38,6 @@ def _run_stamp(run_path: Path) -> str:
 
 
 def _load_run(results_dir: str, run_id: str):
-    from encoding_core.runstore import RunStore
-
     return RunStore(results_dir).load(run_id)
 
 
@@ -54,8 +58,6 @@ def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _planted_regions() -> dict[str, np.ndarray]:
-    from encoding_core.demo import ground_truth_maps
-
     return {name: np.asarray(values) > 0 for name, values in ground_truth_maps().items()}
 
 

@@ -4,9 +4,18 @@ from __future__ import annotations
 import streamlit as st
 
 from encoding_core import viz
-from encoding_core.config import DOWNSAMPLE_METHODS, FOLD_TYPES, MODES, REFERENCE_ALPHAS, TrimmingConfig
-from encoding_core.common.errors import EncodingCoreError
-from encoding_core.studio import trimming_preview
+from encoding_core.studio import (
+    DOWNSAMPLE_METHODS,
+    FOLD_TYPES,
+    MODES,
+    REFERENCE_ALPHAS,
+    EncodingCoreError,
+    TrimmingConfig,
+    demo_config,
+    downsample_kernel,
+    experiment_to_script,
+    trimming_preview,
+)
 from pages import _common as common
 
 st.title("Setup")
@@ -32,8 +41,6 @@ if b1.button("Reset to LeBel defaults", key="apply_lebel",
     _reset_trimming(TrimmingConfig())
 if current.simulated and b2.button("Reset to the demo preset", key="apply_demo_trim"):
     with common.user_errors("Reading the demo preset"):
-        from encoding_core.demo import demo_config
-
         _reset_trimming(demo_config().alignment.trimming)
 trim = cfg.alignment.trimming
 labels = {"train_features_start": "train features start", "train_features_end": "train features end",
@@ -71,8 +78,6 @@ method = c2.selectbox("Downsampling method", DOWNSAMPLE_METHODS,
                       index=DOWNSAMPLE_METHODS.index(cfg.alignment.downsample_method), key="downsample_method")
 cfg.alignment.downsample_method = method
 with common.user_errors("Drawing the kernel"):
-    from encoding_core.downsample import downsample_kernel
-
     t, w = downsample_kernel(method, current.tr, **cfg.alignment.downsample_kwargs)
     c2.plotly_chart(viz.kernel_figure(t, w, method, current.tr), key="kernel")
 
@@ -124,7 +129,5 @@ else:
                        mime="application/toml", key="download_toml")
     c1.caption(f"Run it with `python -m encoding_core sweep {cfg.name}.toml`.")
     with common.user_errors("Writing the Python script"):
-        from encoding_core.export import experiment_to_script
-
         c2.download_button("Download Python script", experiment_to_script(cfg), file_name=f"{cfg.name}.py",
                            mime="text/x-python", key="download_script")

@@ -6,9 +6,14 @@ from typing import Optional
 
 import streamlit as st
 
-from encoding_core.common.errors import EncodingCoreError
-from encoding_core.distributed import parse_scheduler
-from encoding_core.studio import format_seconds, scheduler_label, trimming_preview, worker_rows
+from encoding_core.studio import (
+    EncodingCoreError,
+    format_seconds,
+    parse_scheduler,
+    scheduler_label,
+    trimming_preview,
+    worker_rows,
+)
 from pages import _common as common
 
 ACTIVE_STATES = ("queued", "running")

@@ -28,8 +28,8 @@ def _page(at: AppTest, page: str) -> None:
 @pytest.mark.slow
 def test_demo_to_results_flow(tmp_path, tmp_path_factory, monkeypatch):
     from encoding_core.demo import demo_story_names
-    from encoding_core.jobs import JobManager
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.jobs import JobManager
+    from encoding_core.experiment.runstore import RunStore
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ENCODING_STUDIO_HOME", str(tmp_path))

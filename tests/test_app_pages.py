@@ -247,7 +247,7 @@ def test_setup_exports_toml_and_script(studio):
 # --------------------------------------------------------------------------- results
 def make_run(results_dir: Path, seed: int, layers=(0, 1, 2), simulated: bool = False) -> str:
     """A finished run written through the real RunStore (known per-voxel arrays)."""
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.runstore import RunStore
 
     gen = np.random.default_rng(seed)
     config = ExperimentConfig(name=f"run{seed}", results_dir=str(results_dir))
@@ -278,7 +278,7 @@ def test_results_page_maps_profile_compare_and_downloads(studio):
     assert not at.error
     specs = plotly_specs(at)
     assert {"layer_profile", "surface_map", "histogram", "difference_map"} <= set(specs)
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.runstore import RunStore
 
     shown_run = at.selectbox(key="run_pick").value
     run = RunStore(studio / "results").load(shown_run)

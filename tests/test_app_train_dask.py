@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 from encoding_core.assembly.assembly_loader import load_assembly
 from encoding_core.assembly.audio import map_audio
 from encoding_core.config import ExperimentConfig, TrimmingConfig
-from encoding_core.distributed import WorkerTracker
-from encoding_core.jobs import FileProgress, JobManager
+from encoding_core.experiment.distributed import WorkerTracker
+from encoding_core.experiment.jobs import FileProgress, JobManager
 from encoding_core.studio import worker_rows
 from test_app_pages import new_app, open_page, texts, write_assembly
 

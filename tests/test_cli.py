@@ -10,8 +10,8 @@ import pytest
 
 from encoding_core.cli import main
 from encoding_core.config import ExperimentConfig
-from encoding_core.export import experiment_to_script
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.export import experiment_to_script
+from encoding_core.experiment.runstore import RunStore
 
 from tiny_experiment import make_tiny_experiment, save_tiny_whisper
 

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    from encoding_core.pipeline import run_experiment
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.pipeline import run_experiment
+    from encoding_core.experiment.runstore import RunStore
 
     base = tmp_path_factory.mktemp("demo_preset")
     config = demo_config(results_dir=str(base / "results"), cache_dir=str(base / "cache"))

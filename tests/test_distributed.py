@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
-from encoding_core.distributed import run_sweep_distributed, run_sweeps_distributed, worker_progress
-from encoding_core.pipeline import run_experiment
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.distributed import run_sweep_distributed, run_sweeps_distributed, worker_progress
+from encoding_core.experiment.pipeline import run_experiment
+from encoding_core.experiment.runstore import RunStore
 
 from tiny_experiment import make_tiny_experiment
 

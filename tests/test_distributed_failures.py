@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from encoding_core.cli import main
-from encoding_core.distributed import connect, parse_scheduler, run_sweep_distributed
+from encoding_core.experiment.distributed import connect, parse_scheduler, run_sweep_distributed
 from encoding_core.common.errors import AudioError, ClusterError, InputError, JobCancelled
-from encoding_core.jobs import FileProgress, JobManager
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.jobs import FileProgress, JobManager
+from encoding_core.experiment.runstore import RunStore
 
 from tiny_experiment import make_tiny_experiment
 

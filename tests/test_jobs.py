@@ -11,8 +11,8 @@ import pytest
 
 from encoding_core.common.errors import InputError
 from encoding_core.features.cache import list_cache_entries
-from encoding_core.jobs import FileCancelFlag, FileProgress, JobManager
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.jobs import FileCancelFlag, FileProgress, JobManager
+from encoding_core.experiment.runstore import RunStore
 
 from tiny_experiment import make_tiny_experiment, save_tiny_whisper
 

@@ -8,8 +8,8 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
 from encoding_core.common.errors import ConfigError, JobCancelled, TrimmingMismatchError
-from encoding_core.pipeline import run_experiment
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.pipeline import run_experiment
+from encoding_core.experiment.runstore import RunStore
 
 from pipeline_synthetic import WINDOW_OFFSETS, make_planted, planted_config
 

@@ -15,7 +15,7 @@ import pytest
 from encoding_core.assembly import Space
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import InputError, StorageError
-from encoding_core.runstore import RUN_ID_PATTERN, RunStore
+from encoding_core.experiment.runstore import RUN_ID_PATTERN, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_run_whose_writer_process_exited_is_incomplete(tmp_path):
     result = _run_python("""
         import sys
         from encoding_core.config import ExperimentConfig
-        from encoding_core.runstore import RunStore
+        from encoding_core.experiment.runstore import RunStore
         writer = RunStore(sys.argv[1]).create(ExperimentConfig(), {})
         print(writer.run_id)
     """, str(tmp_path))
@@ -168,7 +168,7 @@ def test_ids_unique_across_two_concurrent_processes(tmp_path):
     code = """
         import sys
         from encoding_core.config import ExperimentConfig
-        from encoding_core.runstore import RunStore
+        from encoding_core.experiment.runstore import RunStore
         store = RunStore(sys.argv[1])
         for i in range(25):
             store.create(ExperimentConfig(name=f"{sys.argv[2]}-{i}"), {})

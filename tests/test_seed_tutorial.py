@@ -12,7 +12,7 @@ import pytest
 
 from encoding_core.assembly import Assembly, Story
 from encoding_core.assembly.assembly_loader import save_assembly
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.runstore import RunStore
 
 from tiny_experiment import write_story_audio
 

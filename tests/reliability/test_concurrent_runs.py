@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.runstore import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
@@ -18,7 +18,7 @@ EXPERIMENT = textwrap.dedent("""
     import sys
     from pathlib import Path
     from pipeline_synthetic import make_planted, planted_config
-    from encoding_core.pipeline import run_experiment
+    from encoding_core.experiment.pipeline import run_experiment
 
     seed = int(sys.argv[2])
     planted = make_planted(seed=seed)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from encoding_core.common.errors import InputError
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.runstore import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     from encoding_core.config import ExperimentConfig
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.runstore import RunStore
 
     store = RunStore(sys.argv[1])
     rng = np.random.default_rng(int(sys.argv[2]))

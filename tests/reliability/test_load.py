@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoding_core.runstore import RunStore
+from encoding_core.experiment.runstore import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 N_SESSIONS = 5

@@ -20,9 +20,9 @@ from encoding_core.assembly import Assembly, Story
 from encoding_core.assembly.assembly_loader import save_assembly
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import InputError, PathNotAllowedError
-from encoding_core.jobs import JobManager
+from encoding_core.experiment.jobs import JobManager
 from encoding_core.common.paths import check_upload_size, resolve_user_path, safe_upload_name
-from encoding_core.runstore import RUN_ID_PATTERN, RunStore
+from encoding_core.experiment.runstore import RUN_ID_PATTERN, RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -28,7 +28,7 @@ from encoding_core.assembly import Assembly, Story
 from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import StorageError
-from encoding_core.runstore import COMPLETE, RunStore
+from encoding_core.experiment.runstore import COMPLETE, RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
@@ -300,7 +300,7 @@ def test_check_writable_refuses_read_only_and_full_folders(faults):
 def test_pipeline_into_a_full_results_dir_fails_cleanly(faults, tmp_path):
     from pipeline_synthetic import make_planted, planted_config
 
-    from encoding_core.pipeline import run_experiment
+    from encoding_core.experiment.pipeline import run_experiment
 
     results = faults.small("results", size="256k")
     run_id, written = write_complete_run(results)

@@ -34,7 +34,7 @@ from typing import Any, Optional, Union
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import EncodingCoreError, InputError, JobCancelled
 from encoding_core.common.progress import EtaTracker
-from encoding_core.runstore import RUN_ID_PATTERN, new_run_id, process_alive, process_start_ticks
+from encoding_core.experiment.runstore import RUN_ID_PATTERN, new_run_id, process_alive, process_start_ticks
 from encoding_core.common.storage import atomic_write_text, check_writable, create_unique_dir
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATES = (DONE, FAILED, CANCELLED, INTERRUPTED)
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def _now_iso() -> str:
@@ -119,7 +119,7 @@ class FileProgress:
             _write_json(self.path, self._record)
 
     def set_workers(self, snapshot: dict[str, dict[str, Any]]) -> None:
-        """Record per-worker progress of a Dask sweep (``encoding_core.distributed.WorkerTracker.snapshot``)."""
+        """Record per-worker progress of a Dask sweep (``encoding_core.experiment.distributed.WorkerTracker.snapshot``)."""
         self.workers = snapshot
         self._record = dict(self._record or {"stage": "", "done": 0, "total": 0, "message": ""},
                             workers=snapshot, updated=_now_iso())
@@ -166,10 +166,10 @@ class JobManager:
         """Save the config in a new job folder and start the worker process; return the job id.
 
         scheduler: run on a Dask cluster (``"tcp://HOST:8786"`` or ``"local:N"``), see
-        :func:`encoding_core.distributed.run_sweep_distributed`; None runs in the job process.
+        :func:`encoding_core.experiment.distributed.run_sweep_distributed`; None runs in the job process.
         """
         if scheduler is not None:
-            from encoding_core.distributed import parse_scheduler
+            from encoding_core.experiment.distributed import parse_scheduler
 
             parse_scheduler(scheduler)  # a bad address fails here, not in the worker
         config = ExperimentConfig.from_dict(config.to_dict())  # a validated copy
@@ -326,7 +326,7 @@ def _set_threads() -> int:
 
 def run_job(job_dir: Union[str, Path]) -> int:
     """Run the job in ``job_dir`` (worker entry point). Returns the process exit code (0 done, 1 failed, 2 bad input)."""
-    from encoding_core.pipeline import run_experiment
+    from encoding_core.experiment.pipeline import run_experiment
 
     path = Path(job_dir).absolute()
     pid = os.getpid()
@@ -345,7 +345,7 @@ def run_job(job_dir: Union[str, Path]) -> int:
         config = ExperimentConfig.load(path / "config.toml")
         scheduler = _read_json(path / "job.json").get("scheduler")
         if scheduler:
-            from encoding_core.distributed import run_sweep_distributed
+            from encoding_core.experiment.distributed import run_sweep_distributed
 
             run_id = run_sweep_distributed(config, scheduler=scheduler, progress=progress,
                                            cancel=FileCancelFlag(path / "cancel"), on_workers=progress.set_workers)

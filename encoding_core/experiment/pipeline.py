@@ -409,14 +409,14 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
 
     assembly: use this one instead of loading ``config.assembly.path``; feature_source: see
     the module docstring (default: the speech model of ``config.features``); run_store: a
-    :class:`~encoding_core.runstore.RunStore` (default: ``RunStore(config.results_dir)``);
+    :class:`~encoding_core.experiment.runstore.RunStore` (default: ``RunStore(config.results_dir)``);
     layer_fitter: ``layer_fitter(layer) -> LayerResult`` fits a layer elsewhere (e.g. on a Dask
-    cluster, see :mod:`encoding_core.distributed`); it is called in layer order and the run is
+    cluster, see :mod:`encoding_core.experiment.distributed`); it is called in layer order and the run is
     written here exactly as for a local fit.
     Raises an EncodingCoreError subclass for bad input (before any fit when possible) and
     JobCancelled when ``cancel`` is set; a started run is then marked failed/cancelled.
     """
-    from encoding_core.runstore import RunStore
+    from encoding_core.experiment.runstore import RunStore
 
     config.validate()
     progress = progress or null_progress

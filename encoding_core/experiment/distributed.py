@@ -1,7 +1,7 @@
 """Layer sweeps on a Dask cluster: feature extraction per story and ridge fits per layer.
 
 :func:`run_sweep_distributed` runs an :class:`~encoding_core.config.ExperimentConfig` like
-:func:`~encoding_core.pipeline.run_experiment`, but spreads the two expensive stages over the
+:func:`~encoding_core.experiment.pipeline.run_experiment`, but spreads the two expensive stages over the
 workers of a ``dask.distributed`` cluster (a remote scheduler, or a ``LocalCluster`` of worker
 processes started here):
 
@@ -10,7 +10,7 @@ processes started here):
    atomically under a file lock, so two workers never write the same entry twice);
 2. one task per layer (per config when several subjects' configs are given): the worker reads
    that layer from the cache, prepares features and targets with the pipeline's functions and
-   fits with :func:`~encoding_core.pipeline.fit_layer`, returning the per-voxel arrays and
+   fits with :func:`~encoding_core.experiment.pipeline.fit_layer`, returning the per-voxel arrays and
    metrics;
 3. the client writes the run through ``run_experiment(..., layer_fitter=...)``, i.e. the very
    code of a serial run: same files, same numbers.
@@ -249,7 +249,7 @@ _MAX_CONTEXTS = 2
 
 def _fit_context(config_toml: str) -> _FitContext:
     """Assembly (stories selected, audio attached), prepared targets and cached features of a config."""
-    from encoding_core import pipeline
+    from encoding_core.experiment import pipeline
 
     digest = hashlib.sha256(config_toml.encode()).hexdigest()
     with _contexts_lock:
@@ -275,7 +275,7 @@ def fit_layer_task(config_toml: str, layer: int) -> tuple[Any, dict[str, Any]]:
     (``pipeline.LayerResult`` with per-voxel arrays, metrics and timings in seconds,
     ``{"layer", "seconds", "worker"}``).
     """
-    from encoding_core import pipeline
+    from encoding_core.experiment import pipeline
 
     started = time.perf_counter()
     context = _fit_context(config_toml)
@@ -447,7 +447,7 @@ class _Plan:
 
 def _plan(config: ExperimentConfig, progress: ProgressCallback) -> _Plan:
     """Load and check everything that can be wrong before any cluster work (pipeline functions)."""
-    from encoding_core import pipeline
+    from encoding_core.experiment import pipeline
 
     assembly = pipeline.select_stories(pipeline.load_experiment_assembly(config), config)
     targets = pipeline.prepare_targets(assembly, config)
@@ -495,7 +495,7 @@ def run_sweeps_distributed(configs: Sequence[ExperimentConfig], scheduler: Optio
     ClusterError when the scheduler is unreachable or the cluster goes away, JobCancelled when
     ``cancel`` is set, and the pipeline's errors for bad input (before any cluster work).
     """
-    from encoding_core import pipeline
+    from encoding_core.experiment import pipeline
 
     global _current_tracker
     if not configs:
@@ -610,7 +610,7 @@ def run_sweep_distributed(config: ExperimentConfig, scheduler: Optional[str] = N
 
     scheduler: ``"tcp://HOST:8786"`` (a running ``dask scheduler``), or None / ``"local:N"`` for a
     LocalCluster of ``n_workers`` single-threaded processes on 127.0.0.1. The run folder is the
-    same as :func:`~encoding_core.pipeline.run_experiment` writes (same files, same numbers).
+    same as :func:`~encoding_core.experiment.pipeline.run_experiment` writes (same files, same numbers).
     See :func:`run_sweeps_distributed` for progress, on_workers and errors.
     """
     return run_sweeps_distributed([config], scheduler=scheduler, n_workers=n_workers, progress=progress,

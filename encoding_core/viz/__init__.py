@@ -1,0 +1,59 @@
+"""Step 7, views: figures for the app and for reports (plotly, nilearn, matplotlib; no streamlit).
+
+- :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 (interactive, four-view PNG, glass brain);
+- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, audio and settings pictures.
+
+Imports only :mod:`encoding_core.common`.
+"""
+
+from encoding_core.viz.surfaces import (
+    FOUR_VIEWS,
+    HEMISPHERES,
+    N_VERTICES_FSAVERAGE5,
+    VIEWS,
+    four_view_png,
+    fsaverage_mesh,
+    fsaverage_sulcal_depth,
+    glass_brain_png,
+    region_boundary,
+    split_hemispheres,
+    surface_figure,
+    thresholded_map,
+    warm_up,
+)
+from encoding_core.viz.plots import (
+    correlation_histogram,
+    kernel_figure,
+    layer_profile_figure,
+    length_preview_figure,
+    spectrogram_figure,
+    story_timecourse_figure,
+    tsnr,
+    waveform_figure,
+    window_diagram,
+)
+
+__all__ = [
+    "FOUR_VIEWS",
+    "HEMISPHERES",
+    "N_VERTICES_FSAVERAGE5",
+    "VIEWS",
+    "correlation_histogram",
+    "four_view_png",
+    "fsaverage_mesh",
+    "fsaverage_sulcal_depth",
+    "glass_brain_png",
+    "kernel_figure",
+    "layer_profile_figure",
+    "length_preview_figure",
+    "region_boundary",
+    "spectrogram_figure",
+    "split_hemispheres",
+    "story_timecourse_figure",
+    "surface_figure",
+    "thresholded_map",
+    "tsnr",
+    "warm_up",
+    "waveform_figure",
+    "window_diagram",
+]

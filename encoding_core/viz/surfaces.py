@@ -1,0 +1,253 @@
+"""Brain maps: fsaverage5 meshes, interactive surface figures, four-view and glass-brain PNGs.
+
+Surface maps are fsaverage5 per-vertex arrays of shape ``(20484,)`` (left hemisphere then right).
+The meshes ship with nilearn and are loaded once per process. Every function returns a plotly
+``Figure`` or PNG ``bytes``; none touches a UI.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+
+from encoding_core.common.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+N_VERTICES_FSAVERAGE5 = 10242
+HEMISPHERES = ("left", "right")
+VIEWS = ("lateral", "medial", "ventral")
+FOUR_VIEWS = (("left", "lateral"), ("right", "lateral"), ("left", "medial"), ("right", "medial"))
+
+
+# --------------------------------------------------------------------------- meshes
+_mesh_lock = threading.RLock()  # one load per process even when a warm-up thread and a page ask together
+
+
+def fsaverage_mesh(mesh_type: str = "inflated"):
+    """The fsaverage5 ``PolyMesh`` (parts ``left``/``right``), loaded once per process (offline)."""
+    with _mesh_lock:
+        return _load_fsaverage_mesh(mesh_type)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_fsaverage_mesh(mesh_type: str):
+    from nilearn import datasets
+
+    return datasets.load_fsaverage("fsaverage5")[mesh_type]
+
+
+def fsaverage_sulcal_depth(mesh_type: str = "inflated") -> dict[str, np.ndarray]:
+    """Sulcal depth per hemisphere, ``{"left": (10242,), "right": (10242,)}``, for shading."""
+    with _mesh_lock:
+        return _load_sulcal_depth(mesh_type)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_sulcal_depth(mesh_type: str) -> dict[str, np.ndarray]:
+    from nilearn import datasets
+
+    image = datasets.load_fsaverage_data("fsaverage5", mesh_type=mesh_type, data_type="sulcal")
+    return {h: np.asarray(image.data.parts[h], dtype=np.float64).ravel() for h in HEMISPHERES}
+
+
+def warm_up() -> float:
+    """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth and mesh edges now.
+
+    For a background thread at app start, so the first brain map does not pay for them
+    (about 3 s cold). Returns the seconds spent; failures are logged, never raised (the
+    page that needs the mesh reports the problem itself).
+    """
+    start = time.perf_counter()
+    try:
+        import plotly.graph_objects  # noqa: F401
+        from nilearn import plotting  # noqa: F401
+
+        fsaverage_sulcal_depth("inflated")
+        for hemi in HEMISPHERES:
+            _mesh_edges(hemi)
+    except Exception:  # noqa: BLE001 - a warm-up must never take the app down
+        logger.warning("Warming up the fsaverage5 meshes failed; they load on first use.", exc_info=True)
+    seconds = time.perf_counter() - start
+    logger.info("fsaverage5 meshes and plotting libraries ready in %.1f s", seconds)
+    return seconds
+
+
+def _mesh_edges(hemi: str) -> np.ndarray:
+    """Unique undirected edges ``(n_edges, 2)`` of one hemisphere's triangles."""
+    with _mesh_lock:
+        return _load_mesh_edges(hemi)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_mesh_edges(hemi: str) -> np.ndarray:
+    faces = np.asarray(fsaverage_mesh("inflated").parts[hemi].faces, dtype=np.int64)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    return np.unique(np.sort(edges, axis=1), axis=0)
+
+
+def split_hemispheres(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Split a ``(20484,)`` fsaverage5 map into ``{"left": (10242,), "right": (10242,)}``."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size != 2 * N_VERTICES_FSAVERAGE5:
+        raise InputError(
+            f"A surface map needs {2 * N_VERTICES_FSAVERAGE5} values (fsaverage5, left then right), "
+            f"got {values.size}; pass a map from an fsaverage5 run."
+        )
+    return {"left": values[:N_VERTICES_FSAVERAGE5], "right": values[N_VERTICES_FSAVERAGE5:]}
+
+
+def region_boundary(mask: np.ndarray, hemi: str) -> np.ndarray:
+    """Indices of vertices of ``mask`` (one hemisphere, (10242,) bool) that touch a vertex outside it."""
+    mask = np.asarray(mask, dtype=bool).ravel()
+    edges = _mesh_edges(hemi)
+    inside = mask[edges]
+    crossing = edges[inside[:, 0] != inside[:, 1]]
+    touched = np.zeros(mask.size, dtype=bool)
+    touched[crossing.ravel()] = True
+    return np.flatnonzero(touched & mask)
+
+
+def thresholded_map(values: np.ndarray, significant_mask: Optional[np.ndarray] = None,
+                    min_value: Optional[float] = None) -> np.ndarray:
+    """Copy of ``values`` with NaN where not significant or below ``min_value`` (shape kept)."""
+    out = np.asarray(values, dtype=np.float64).copy()
+    if significant_mask is not None:
+        out[~np.asarray(significant_mask, dtype=bool)] = np.nan
+    if min_value is not None:
+        out[~(out >= min_value)] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------- surface figures
+def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral",
+                   vmax: Optional[float] = None, cmap: str = "RdBu_r", title: str = "",
+                   regions: Optional[dict[str, np.ndarray]] = None, symmetric: bool = True):
+    """Interactive plotly brain map of one hemisphere of an fsaverage5 map.
+
+    values: ``(20484,)``; NaN vertices are left uncoloured (only the sulcal background
+    shows). regions: optional name -> ``(20484,)`` bool masks drawn as black outlines
+    (e.g. the demo's planted regions), listed in a horizontal legend under the brain so it
+    never covers the colour bar on the right. Returns a plotly ``Figure``.
+    """
+    from nilearn import plotting
+    import plotly.graph_objects as go
+
+    if hemi not in HEMISPHERES:
+        raise InputError(f"hemi must be 'left' or 'right', got {hemi!r}.")
+    if view not in VIEWS:
+        raise InputError(f"view must be one of {VIEWS}, got {view!r}.")
+    parts = split_hemispheres(values)
+    data = parts[hemi]
+    finite = np.isfinite(data)
+    if vmax is None:
+        vmax = float(np.nanmax(np.abs(data))) if finite.any() else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+    # nilearn thresholds |value| < threshold; NaN becomes 0 and is hidden by a tiny threshold.
+    shown = np.where(finite, data, 0.0)
+    threshold = 1e-12 if not finite.all() or np.any(shown == 0) else None
+    mesh = fsaverage_mesh("inflated").parts[hemi]
+    display = plotting.plot_surf_stat_map(
+        mesh, shown, bg_map=fsaverage_sulcal_depth("inflated")[hemi], hemi=hemi, view=view,
+        engine="plotly", cmap=cmap, threshold=threshold, vmax=vmax,
+        vmin=-vmax if symmetric else 0.0, symmetric_cbar=symmetric, title=title or None,
+    )
+    figure = display.figure
+    if regions:
+        coords = np.asarray(mesh.coordinates)
+        for name, mask in regions.items():
+            edge = region_boundary(split_hemispheres(mask)[hemi] > 0, hemi)
+            if edge.size == 0:
+                continue
+            figure.add_trace(go.Scatter3d(
+                x=coords[edge, 0], y=coords[edge, 1], z=coords[edge, 2], mode="markers",
+                marker={"size": 2, "color": "black"}, name=f"planted: {name}", showlegend=True,
+            ))
+    figure.update_layout(height=420, margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0})
+    if any(trace.showlegend for trace in figure.data):
+        # Below the brain, centred and horizontal: the colour bar keeps the right edge to itself.
+        figure.update_layout(
+            height=470, margin={"b": 50},
+            legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.0, "yanchor": "top",
+                    "title": {"text": "outlined:"}, "font": {"size": 11}},
+        )
+    return figure
+
+
+def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str = "",
+                  cmap: str = "RdBu_r", regions: Optional[dict[str, np.ndarray]] = None,
+                  dpi: int = 100) -> bytes:
+    """A static PNG (bytes) of an fsaverage5 map: left/right lateral and medial views.
+
+    NaN vertices show only the sulcal background. regions: name -> ``(20484,)`` bool masks
+    drawn as contours.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    parts = split_hemispheres(values)
+    finite_all = np.concatenate([parts[h][np.isfinite(parts[h])] for h in HEMISPHERES])
+    if vmax is None:
+        vmax = float(np.abs(finite_all).max()) if finite_all.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+    fig, axes = plt.subplots(1, 4, subplot_kw={"projection": "3d"}, figsize=(13, 3.6))
+    try:
+        for ax, (hemi, view) in zip(axes, FOUR_VIEWS):
+            mesh = fsaverage_mesh("inflated").parts[hemi]
+            data = parts[hemi]
+            shown = np.where(np.isfinite(data), data, 0.0)
+            plotting.plot_surf_stat_map(
+                mesh, shown, bg_map=fsaverage_sulcal_depth("inflated")[hemi], hemi=hemi, view=view,
+                axes=ax, figure=fig, colorbar=(hemi, view) == FOUR_VIEWS[-1], cmap=cmap,
+                threshold=1e-12, vmax=vmax, vmin=-vmax, symmetric_cbar=True,
+            )
+            ax.set_title(f"{hemi} {view}", fontsize=9)
+            for name, mask in (regions or {}).items():
+                roi = split_hemispheres(mask)[hemi] > 0
+                if roi.any():
+                    plotting.plot_surf_contours(mesh, roi.astype(int), hemi=hemi, levels=[1], colors=["k"],
+                                                axes=ax, figure=fig)
+        if title:
+            fig.suptitle(title, fontsize=11)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def glass_brain_png(values: np.ndarray, mask: np.ndarray, affine: np.ndarray, threshold: float = 0.0,
+                    title: str = "") -> bytes:
+    """Glass-brain PNG (bytes) of a volume map: values ``(n_voxels,)`` in the True voxels of
+    ``mask`` (3-D bool, C order), ``affine`` 4x4 voxel-to-mm."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import nibabel
+    from nilearn import plotting
+
+    mask = np.asarray(mask, dtype=bool)
+    values = np.asarray(values, dtype=np.float32).ravel()
+    if values.size != int(mask.sum()):
+        raise InputError(f"The map has {values.size} values but the mask has {int(mask.sum())} voxels.")
+    volume = np.zeros(mask.shape, dtype=np.float32)
+    volume[mask] = np.nan_to_num(values)
+    image = nibabel.Nifti1Image(volume, np.asarray(affine, dtype=np.float64))
+    fig = plt.figure(figsize=(10, 3.5))
+    try:
+        plotting.plot_glass_brain(image, figure=fig, threshold=threshold, colorbar=True, plot_abs=False,
+                                  cmap="RdBu_r", symmetric_cbar=True, title=title or None)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
