@@ -16,15 +16,7 @@ from encoding_core.config import ExperimentConfig, TrimmingConfig
 from encoding_core.experiment.distributed import WorkerTracker
 from encoding_core.experiment.jobs import FileProgress, JobManager
 from encoding_core.studio import worker_rows
-from test_app_pages import new_app, open_page, texts, write_assembly
-
-
-@pytest.fixture
-def studio(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ENCODING_STUDIO_HOME", str(tmp_path))
-    monkeypatch.setenv("ENCODING_STUDIO_DATA_ROOTS", str(tmp_path))
-    return tmp_path
+from app_helpers import new_app, open_page, texts, write_assembly
 
 
 def ready_app(studio: Path) -> AppTest:

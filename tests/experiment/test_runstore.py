@@ -17,7 +17,7 @@ from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import InputError, StorageError
 from encoding_core.experiment.runstore import RUN_ID_PATTERN, RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _layer_arrays(rng: np.random.Generator, n_voxels: int = 20) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from praatio import textgrid as praat_textgrid
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 MANIFEST = json.loads((ASSETS / "stories.json").read_text(encoding="utf-8"))
 STORIES = MANIFEST["story_order"]
 ENTRIES = {entry["name"]: entry for entry in MANIFEST["stories"]}

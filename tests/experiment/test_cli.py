@@ -15,7 +15,7 @@ from encoding_core.experiment.runstore import RunStore
 
 from tiny_experiment import make_tiny_experiment, save_tiny_whisper
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

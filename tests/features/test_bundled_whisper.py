@@ -15,8 +15,8 @@ from encoding_core.features import SpeechFeatureExtractor, model_facts
 from encoding_core.features import bundled_whisper
 from encoding_core.features.speech import compute_layers, window_bounds
 
-CLIP = Path(__file__).parent / "data" / "speech_clip.flac"
-CLIP_TEXT = Path(__file__).parent / "data" / "speech_clip.txt"
+CLIP = Path(__file__).resolve().parents[1] / "data" / "speech_clip.flac"
+CLIP_TEXT = Path(__file__).resolve().parents[1] / "data" / "speech_clip.txt"
 MODEL = "bundled/whisper-tiny.en"
 
 

@@ -25,7 +25,7 @@ from encoding_core.demo import (
 )
 from encoding_core.demo import simulate as demo_simulate
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 from encoding_core.demo.preset import DEMO_TRIM_END_TRS, DEMO_TRIM_START_TRS
 
 TRIM = slice(DEMO_TRIM_START_TRS, DEMO_TRIM_END_TRS)   # the preset's trimming (features = targets)

@@ -5,20 +5,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile
 
 from encoding_core.config import FeatureConfig
 from encoding_core.features import cache
-from test_app_pages import new_app, open_page, texts
-
-
-@pytest.fixture
-def studio(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ENCODING_STUDIO_HOME", str(tmp_path))
-    monkeypatch.setenv("ENCODING_STUDIO_DATA_ROOTS", str(tmp_path))
-    return tmp_path
+from app_helpers import new_app, open_page, texts
 
 
 def cache_three_stories(cache_dir: Path, audio_dir: Path) -> dict[str, str]:

@@ -12,17 +12,9 @@ import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 
 from encoding_core import viz
-from test_app_pages import as_array, make_run, new_app, open_page
+from app_helpers import as_array, make_run, new_app, open_page
 
 N_FSAVERAGE5 = 20484
-
-
-@pytest.fixture
-def studio(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ENCODING_STUDIO_HOME", str(tmp_path))
-    monkeypatch.setenv("ENCODING_STUDIO_DATA_ROOTS", str(tmp_path))
-    return tmp_path
 
 
 @pytest.fixture

@@ -1,21 +1,11 @@
 """With the simulated demo loaded, every page that shows its data carries the SIMULATED banner."""
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 
-from test_app_pages import make_run, new_app, open_page, texts
+from app_helpers import make_run, new_app, open_page, texts
 
 PAGES_WITH_DEMO_DATA = ("home", "assembly", "audio", "model", "setup", "train", "results")
-
-
-@pytest.fixture
-def studio(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ENCODING_STUDIO_HOME", str(tmp_path))
-    monkeypatch.setenv("ENCODING_STUDIO_DATA_ROOTS", str(tmp_path))
-    return tmp_path
 
 
 def test_every_page_shows_the_simulated_banner_with_the_demo_loaded(studio):
