@@ -2,7 +2,7 @@
 
 Run with ``streamlit run app.py``. This file is only the router and the sidebar; the
 pages in ``pages/`` are thin views over ``encoding_core``. Folders are configured with
-``ENCODING_STUDIO_*`` environment variables (see ``encoding_core/paths.py``).
+``ENCODING_STUDIO_*`` environment variables (see ``encoding_core/common/paths.py``).
 """
 from __future__ import annotations
 
