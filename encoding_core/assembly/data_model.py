@@ -87,7 +87,8 @@ class Story:
     """One story (one fMRI run) of an assembly.
 
     brain_data: (n_trs, n_voxels) float32.
-    tr_times: (n_trs,) float64, seconds of each TR relative to sound onset. For the
+    tr_times: (n_trs,) float64, seconds of each TR relative to sound onset: the centre of
+        the TR's acquisition interval (see the module docstring). For the
         Huth/LeBel convention this can be longer than brain_data (it spans the whole
         run, and trimming lines it up); see ``trimming``.
     words / word_onsets / word_offsets: the transcript, seconds from sound onset.

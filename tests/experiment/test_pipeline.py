@@ -275,3 +275,31 @@ def test_the_ceiling_target_and_its_rule_are_in_the_run_metrics(tmp_path):
                                                                feature_source=planted.source)).metrics(1)
     assert metrics["noise_ceiling_target"] == "repeat_mean"
     assert metrics["test_repeat_mean_r"] > 0.999 and metrics["repeat_mean_min_r"] == 0.999
+
+
+def test_lebel_folder_options_reach_the_loader_the_run_config_and_the_export(tmp_path):
+    from encoding_core.config import ExperimentConfig
+    from encoding_core.experiment.export import experiment_to_script
+    from encoding_core.experiment.pipeline import load_experiment_assembly
+    from tests.assembly.lebel_tree import build_lebel_tree
+
+    root = tmp_path / "ds003020"
+    built = build_lebel_tree(root, stories=("sweetaspie", "againstthewind"))
+    (root / "derivative" / "TextGrids" / "againstthewind.TextGrid").unlink()
+    config = ExperimentConfig()
+    config.assembly.path, config.assembly.subject = str(root), "UTS01"
+    assert (config.assembly.tr_time_convention, config.assembly.skip_missing) == ("midpoint", False)
+    with pytest.raises(ConfigError, match="tr_time_convention must be one of"):
+        ExperimentConfig.from_toml(config.to_toml().replace('tr_time_convention = "midpoint"',
+                                                            'tr_time_convention = "start"'))
+    config.assembly.tr_time_convention, config.assembly.skip_missing = "onset", True
+    toml = config.to_toml()
+    assert 'tr_time_convention = "onset"' in toml and "skip_missing = true" in toml
+    assembly = load_experiment_assembly(ExperimentConfig.from_toml(toml))
+    assert assembly.stories == ["sweetaspie"] and assembly.provenance["tr_time_convention"] == "onset"
+    assert "againstthewind" in assembly.provenance["skipped_stories"]
+    assert assembly.story("sweetaspie").tr_times[:2].tolist() == [-10.0, -8.0]
+    assert "tr_time_convention='onset', skip_missing=True" in experiment_to_script(config)
+    old = toml.replace('tr_time_convention = "onset"\n', "").replace("skip_missing = true\n", "")
+    assert ExperimentConfig.from_toml(old).assembly.tr_time_convention == "midpoint"  # older TOML files load
+    assert built["sweetaspie"].run_trs == 177
