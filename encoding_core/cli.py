@@ -1,4 +1,4 @@
-"""Command line: ``python -m encoding_core {train,sweep,demo,runs,export,config-template,job-run}``.
+"""Command line: ``python -m encoding_core {train,sweep,demo,runs,export,config-template,check-data,job-run}``.
 
 User errors (every EncodingCoreError) print one line ``error: ...`` and exit with code 2;
 Ctrl-C exits with 130. Progress bars are drawn with tqdm unless ``--quiet``.
@@ -48,6 +48,10 @@ def _build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="print a Python script that runs CONFIG.toml with the tutorial API")
     export.add_argument("config", help="experiment TOML file")
     sub.add_parser("config-template", help="print a default experiment TOML")
+    check = sub.add_parser("check-data", help="check a LeBel (ds003020) folder story by story before loading it "
+                                              "(exit 1 when a story cannot load)")
+    check.add_argument("path", help="the dataset root (holding derivative/ or derivatives/, and stimuli/)")
+    check.add_argument("--subject", help="check this subject's responses only (default: every subject)")
     job = sub.add_parser("job-run", help=argparse.SUPPRESS)
     job.add_argument("job_dir")
     return parser
@@ -162,6 +166,14 @@ def cmd_config_template(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from encoding_core.assembly.check_data import check_lebel_folder
+
+    report = check_lebel_folder(args.path, subject=args.subject)
+    print(report.table())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def cmd_job_run(args: argparse.Namespace) -> int:
     from encoding_core.experiment.jobs import run_job
 
@@ -169,7 +181,7 @@ def cmd_job_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "demo": cmd_demo, "runs": cmd_runs, "export": cmd_export,
-            "config-template": cmd_config_template, "job-run": cmd_job_run}
+            "config-template": cmd_config_template, "check-data": cmd_check_data, "job-run": cmd_job_run}
 
 
 def _silence_library_progress_bars() -> None:

@@ -22,6 +22,8 @@ POOL_METHODS = ("last", "mean", "last_padded", "mean_padded")
 PRECISIONS = ("fp32", "fp16", "bf16")
 FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story")
 MODES = ("train_test", "cv")
+TR_TIME_CONVENTIONS = ("midpoint", "onset")
+"""LeBel TR times: ``midpoint`` (onset + TR/2, the reference's) or ``onset``."""
 
 
 @dataclass
@@ -32,6 +34,10 @@ class AssemblySource:
     LeBel-layout directory (then ``subject`` is required). stories: subset to use, in
     order (empty = all). audio_dir + audio_pattern map stories to files
     (``{story}`` is replaced); audio_overrides maps a story name to a file.
+    LeBel directories only: tr_time_convention ``"midpoint"`` (TR times = TR midpoints, the
+    reference's) or ``"onset"`` (1 s earlier); skip_missing loads the other stories when some
+    lack their response file, TextGrid or respdict entry (they are named in the run's
+    provenance) instead of refusing the folder.
     """
 
     path: str = "demo"
@@ -41,6 +47,8 @@ class AssemblySource:
     audio_pattern: str = "{story}.wav"
     audio_overrides: dict[str, str] = field(default_factory=dict)
     test_story: str = ""
+    tr_time_convention: str = "midpoint"
+    skip_missing: bool = False
 
 
 @dataclass
@@ -145,6 +153,10 @@ class ExperimentConfig:
     def validate(self) -> "ExperimentConfig":
         """Raise ConfigError with a fix-it message for the first invalid setting."""
         f, a, r, s = self.features, self.alignment, self.ridge, self.stats
+        _check(self.assembly.tr_time_convention in TR_TIME_CONVENTIONS,
+               f"assembly.tr_time_convention must be one of {TR_TIME_CONVENTIONS} (\"midpoint\": the reference's TR "
+               f"midpoints), got {self.assembly.tr_time_convention!r}.")
+        _check(isinstance(self.assembly.skip_missing, bool), "assembly.skip_missing must be true or false.")
         _check(f.chunk_size > 0, "features.chunk_size (stride) must be > 0 seconds.")
         _check(f.context_size > 0, "features.context_size must be > 0 seconds.")
         _check(f.pool in POOL_METHODS, f"features.pool must be one of {POOL_METHODS}, got {f.pool!r}.")

@@ -26,8 +26,9 @@ from encoding_core.common.errors import ConfigError, InputError
 # -- Re-exported for the pages (one import surface for the app) ---------------------------
 from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
 from encoding_core.assembly.audio import apply_audio_map, load_audio, map_audio
+from encoding_core.assembly.check_data import DataCheckReport, check_lebel_folder
 from encoding_core.assembly.lebel import list_lebel_stories, list_lebel_subjects
-from encoding_core.common.errors import EncodingCoreError
+from encoding_core.common.errors import EncodingCoreError, MissingStoryFilesError
 from encoding_core.common.paths import (StudioDirs, check_upload_size, load_settings, resolve_user_path,
                                         safe_upload_name, studio_dirs)
 from encoding_core.common.storage import atomic_write_bytes
@@ -229,6 +230,27 @@ def worker_rows(workers: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
+def ceiling_target_caption(metrics: Mapping[str, Any]) -> str:
+    """Which noise ceiling a layer's run used, from its recorded metrics (for the Results page).
+
+    ``noise_ceiling_target``: "repeat_mean" (the test response is the mean of the repeats:
+    ceiling of an averaged target) or "single_repeat"; ``test_repeat_mean_r`` and
+    ``repeat_mean_min_r``: the rule that decided it (median voxel r with the repeat mean).
+    """
+    target = metrics.get("noise_ceiling_target")
+    if target not in ("repeat_mean", "single_repeat"):
+        return "Noise ceiling: not computed (the test story has no individual repeats)."
+    what = ("the mean of the test story's repeats (the ceiling of an averaged target)" if target == "repeat_mean"
+            else "a single repeat (the stored test response is not the mean of the repeats)")
+    text = f"Noise ceiling for {what}."
+    r, threshold = metrics.get("test_repeat_mean_r"), metrics.get("repeat_mean_min_r")
+    if isinstance(r, (int, float)) and isinstance(threshold, (int, float)) and np.isfinite(r):
+        relation = ">" if target == "repeat_mean" else "<="
+        text += (f" The stored test response correlates r = {r:.4f} (median voxel) with the mean of the repeats "
+                 f"({relation} {threshold:g}).")
+    return text
+
+
 def per_voxel_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The 1-D per-voxel arrays of a layer (same length as ``correlations``), in a stable order."""
     n = np.asarray(arrays["correlations"]).shape[0]
@@ -257,7 +279,8 @@ def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 __all__ = [
-    "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "check_upload_size", "ChecklistStep",
+    "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption", "check_lebel_folder",
+    "check_upload_size", "ChecklistStep", "DataCheckReport", "MissingStoryFilesError",
     "clear_cache", "copy_assembly", "DEFAULT_MODEL", "demo_config", "demo_preset_config", "DEMO_PRESETS",
     "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError", "estimate_cost", "experiment_checklist",
     "experiment_to_script", "ExperimentConfig", "FeatureConfig", "FOLD_TYPES", "format_bytes",

@@ -122,28 +122,44 @@ def _mtime(path: str) -> float:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _load_assembly_cached(path: str, mtime: float, subject: str, stories: tuple[str, ...], cache_dir: str):
-    """Load an assembly once per (path, mtime, subject, stories); LeBel reads only the chosen stories."""
+def _load_assembly_cached(path: str, mtime: float, subject: str, stories: tuple[str, ...], cache_dir: str,
+                          lebel_options: tuple[tuple[str, Any], ...] = ()):
+    """Load an assembly once per (path, mtime, subject, stories, options); LeBel reads only the chosen
+    stories. lebel_options: (name, value) pairs for LeBel folders (tr_time_convention, skip_missing)."""
 
     options: dict[str, Any] = {}
     if subject:
         options["subject"] = subject
     if path == "demo":
         options["cache_dir"] = cache_dir
-    elif stories and Path(path).is_dir():
-        options["stories"] = list(stories)
+    elif Path(path).is_dir():
+        if stories:
+            options["stories"] = list(stories)
+        options.update(dict(lebel_options))
     loaded = load_assembly(path, **options)
-    if stories and list(stories) != loaded.stories:
+    if stories and list(stories) != loaded.stories and not Path(path).is_dir():  # folders: the loader chose
         loaded = loaded.subset(list(stories))
     return loaded
 
 
-def load_assembly_into_session(path: str, subject: str = "", stories: tuple[str, ...] = ()) -> Any:
+def _lebel_options() -> tuple[tuple[str, Any], ...]:
+    """The config's LeBel-folder options, as a hashable cache key."""
+    source = config().assembly
+    return (("tr_time_convention", source.tr_time_convention), ("skip_missing", bool(source.skip_missing)))
+
+
+def load_assembly_into_session(path: str, subject: str = "", stories: tuple[str, ...] = (),
+                               skip_missing: Optional[bool] = None) -> Any:
     """Load (or reuse) an assembly and make it the session's; updates the config's source.
 
-    Raises EncodingCoreError on bad input (callers wrap with :func:`user_errors`).
+    skip_missing (LeBel folders): load the other stories when some lack files (None: keep
+    the config's setting). Raises EncodingCoreError on bad input (callers wrap with
+    :func:`user_errors`), MissingStoryFilesError when stories lack files and not skipping.
     """
-    assembly = _load_assembly_cached(path, _mtime(path), subject, tuple(stories), str(dirs().cache))
+    if skip_missing is not None:
+        config().assembly.skip_missing = bool(skip_missing)
+    assembly = _load_assembly_cached(path, _mtime(path), subject, tuple(stories), str(dirs().cache),
+                                     _lebel_options())
     st.session_state[ASSEMBLY_KEY] = (path, subject, tuple(stories))
     st.session_state.pop(AUDIO_MATCHES_KEY, None)
     for widget_key in ("test_story_pick", "setup_test_story", "story_subset"):  # options changed
@@ -164,7 +180,7 @@ def base_assembly():
         return None
     path, subject, stories = source
     try:
-        return _load_assembly_cached(path, _mtime(path), subject, stories, str(dirs().cache))
+        return _load_assembly_cached(path, _mtime(path), subject, stories, str(dirs().cache), _lebel_options())
     except EncodingCoreError as exc:
         st.error(f"The assembly {path} can no longer be loaded: {exc}")
         st.session_state.pop(ASSEMBLY_KEY, None)
@@ -177,7 +193,7 @@ def all_story_names() -> list[str]:
     if source is None:
         return []
     path, subject, _ = source
-    return _load_assembly_cached(path, _mtime(path), subject, (), str(dirs().cache)).stories
+    return _load_assembly_cached(path, _mtime(path), subject, (), str(dirs().cache), _lebel_options()).stories
 
 
 def assembly():

@@ -8,7 +8,9 @@ import streamlit as st
 
 from encoding_core import viz
 from encoding_core.studio import (
+    MissingStoryFilesError,
     atomic_write_bytes,
+    check_lebel_folder,
     check_upload_size,
     list_lebel_stories,
     list_lebel_subjects,
@@ -27,9 +29,18 @@ SOURCES = ["Demo (simulated)", "Native .h5 file", "Reference .pkl (safe import)"
 source = st.radio("Source", SOURCES, horizontal=True, key="assembly_source_kind")
 
 
-def _load(path: str, subject: str = "", stories: tuple[str, ...] = ()) -> None:
+MISSING_FILES_KEY = "lebel_missing_files"  # the folder whose last load failed for missing files
+
+
+def _load(path: str, subject: str = "", stories: tuple[str, ...] = (), skip_missing: bool = False) -> None:
     with common.user_errors(f"Loading {path}"), st.spinner(f"Loading {path} ..."):
-        loaded = common.load_assembly_into_session(path, subject, stories)
+        try:
+            loaded = common.load_assembly_into_session(path, subject, stories,
+                                                       skip_missing=skip_missing if Path(path).is_dir() else None)
+        except MissingStoryFilesError:
+            st.session_state[MISSING_FILES_KEY] = path
+            raise
+        st.session_state.pop(MISSING_FILES_KEY, None)
         st.success(f"Loaded {len(loaded.stories)} stories from {path}.")
 
 
@@ -61,7 +72,30 @@ elif source == SOURCES[3]:
                     chosen = st.multiselect("Stories (the last one is the test story by default)", stories,
                                             default=stories, key="lebel_stories")
                     if st.button("Load", key="load_lebel") and chosen:
-                        _load(str(root), subject, tuple(chosen))
+                        skip = bool(st.session_state.get("lebel_skip_missing", cfg.assembly.skip_missing))
+                        _load(str(root), subject, tuple(chosen), skip_missing=skip)
+                    if st.session_state.get(MISSING_FILES_KEY) == str(root) or cfg.assembly.skip_missing:
+                        st.checkbox("Skip stories with missing files (they are listed in a warning and in the "
+                                    "run's provenance), then press Load again", value=bool(cfg.assembly.skip_missing),
+                                    key="lebel_skip_missing")
+            with st.expander("Check this folder (run this first on a fresh ds003020 download)"):
+                st.caption("Per story: TextGrid format, words, duration, TR count in respdict.json, response rows, "
+                           "and whether the audio matches the span of the TRs. Same as "
+                           "`python -m encoding_core check-data PATH`.")
+                if st.button("Check the folder", key="check_lebel"):
+                    with common.user_errors("Checking the folder"), st.spinner("Reading every TextGrid ..."):
+                        report = check_lebel_folder(root, subject=subject or None)
+                        n_ok = sum(row.status == "ok" for row in report.rows)
+                        if report.ok:
+                            st.success(f"{n_ok} stories can be loaded; none has a problem "
+                                       f"(layout {report.layout}/).")
+                        else:
+                            st.error(f"{len(report.failed)} stories cannot load: "
+                                     + "; ".join(f"{r.story}: {'; '.join(r.problems)}" for r in report.failed))
+                        st.dataframe(report.as_rows(), hide_index=True)
+                        messages = [f"{r.story}: {w}" for r in report.rows for w in r.warnings] + report.warnings
+                        if messages:
+                            st.markdown("**Warnings**\n\n" + "\n".join(f"- {m}" for m in messages))
 else:
     settings = load_settings()
     upload = st.file_uploader(f"Assembly file (.h5 or .pkl, at most {settings.max_upload_mb:g} MB)",
@@ -87,7 +121,17 @@ cols[2].metric("Voxels", current.n_voxels)
 cols[3].metric("Span", f"{sum(durations) / 60:.1f} min")
 cols[4].metric("TR", f"{current.tr:g} s")
 st.caption(f"Subject **{current.subject}** · space: {current.space.describe()}")
+if current.provenance.get("tr_times"):
+    st.caption(f"TR times: {current.provenance['tr_times']}")
 st.dataframe(current.summary_rows(), hide_index=True)
+skipped = current.provenance.get("skipped_stories") or {}
+if skipped:
+    st.warning(f"{len(skipped)} stories were skipped because files are missing: "
+               + "; ".join(f"{name}: {why}" for name, why in skipped.items()))
+load_warnings = current.provenance.get("warnings") or []
+if load_warnings:
+    with st.expander(f"Loading warnings ({len(load_warnings)})"):
+        st.markdown("\n".join(f"- {w}" for w in load_warnings))
 
 if not Path(str(cfg.assembly.path)).is_dir():  # LeBel folders choose their stories above
     everything = common.all_story_names()

@@ -17,6 +17,7 @@ from encoding_core import viz
 from encoding_core.studio import (
     EncodingCoreError,
     RunStore,
+    ceiling_target_caption,
     ground_truth_maps,
     layer_profile,
     per_voxel_csv,
@@ -172,6 +173,7 @@ ceiling = a.get("normalized_correlations")
 kinds = [CORRELATION]
 if ceiling is not None and np.isfinite(ceiling).any():
     kinds.append(NORMALISED)
+    st.caption(ceiling_target_caption(m))
 c1, c2, c3 = st.columns(3)
 kind = c1.radio("Value", kinds, key="map_kind")
 any_significant = bool(np.any(a.get("significant_mask", np.zeros(1, dtype=bool))))

@@ -5,6 +5,12 @@ the simulated demo) and every consumer (features, alignment, fitting, the app).
 
 Units: times in seconds relative to the story's sound onset; brain data rows are TRs,
 columns are voxels or surface vertices.
+
+What a TR time means, everywhere: the **centre of the TR's acquisition interval**. TR ``i``
+covers ``[t_i - TR/2, t_i + TR/2)``; every downsampling method resamples features at
+``t_i`` over that interval (``encoding_core.downsample.downsampling``), and
+:attr:`Story.split_indices` counts the words whose *start* lies in it. For LeBel data these
+are the TR midpoints, as in the reference (see ``encoding_core.assembly.lebel``).
 """
 from __future__ import annotations
 
@@ -81,13 +87,17 @@ class Story:
     """One story (one fMRI run) of an assembly.
 
     brain_data: (n_trs, n_voxels) float32.
-    tr_times: (n_trs,) float64, seconds of each TR relative to sound onset. For the
+    tr_times: (n_trs,) float64, seconds of each TR relative to sound onset: the centre of
+        the TR's acquisition interval (see the module docstring). For the
         Huth/LeBel convention this can be longer than brain_data (it spans the whole
         run, and trimming lines it up); see ``trimming``.
     words / word_onsets / word_offsets: the transcript, seconds from sound onset.
     audio_path: the stimulus audio file, or None until mapped.
     repeats: optional (n_repeats, n_trs, n_voxels) float32 individual repeats of this
         story (for a noise ceiling).
+    word_split_indices: optional (n_tr_times,) int64, the index of the first word of each
+        TR as given by the source (the reference's pickle stores them; its words' start times
+        are lost there). None: computed from ``word_onsets`` (see :attr:`split_indices`).
     """
 
     name: str
@@ -98,6 +108,7 @@ class Story:
     word_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
     audio_path: Optional[str] = None
     repeats: Optional[np.ndarray] = None
+    word_split_indices: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.brain_data = np.asarray(self.brain_data, dtype=np.float32)
@@ -107,6 +118,8 @@ class Story:
         self.words = [str(w) for w in self.words]
         if self.repeats is not None:
             self.repeats = np.asarray(self.repeats, dtype=np.float32)
+        if self.word_split_indices is not None:
+            self.word_split_indices = np.asarray(self.word_split_indices).reshape(-1)
         self.validate()
 
     def validate(self) -> None:
@@ -140,6 +153,14 @@ class Story:
             raise AssemblyFormatError(f"{where}: word times contain NaN or Inf.")
         if n_words and np.any(self.word_offsets < self.word_onsets):
             raise AssemblyFormatError(f"{where}: a word ends before it starts.")
+        split = self.word_split_indices
+        if split is not None:
+            if (not np.issubdtype(split.dtype, np.integer) or split.size != self.tr_times.size
+                    or np.any(np.diff(split) < 0) or (split.size and (split[0] < 0 or split[-1] > n_words))):
+                raise AssemblyFormatError(
+                    f"{where}: word_split_indices must be {self.tr_times.size} non-decreasing integers (one per TR "
+                    f"time) between 0 and {n_words} (the words); got shape {split.shape}, dtype {split.dtype}."
+                )
         if self.repeats is not None:
             if self.repeats.ndim != 3 or self.repeats.shape[1:] != self.brain_data.shape:
                 raise AssemblyFormatError(
@@ -167,9 +188,26 @@ class Story:
         return (self.word_onsets + self.word_offsets) / 2.0
 
     @property
+    def tr_step(self) -> float:
+        """The TR length in seconds inferred from ``tr_times`` (their mean spacing; nan for one TR)."""
+        return float(np.mean(np.diff(self.tr_times))) if self.tr_times.size > 1 else float("nan")
+
+    @property
     def split_indices(self) -> np.ndarray:
-        """Index into the words where each TR's interval starts (for average/sum/last)."""
-        return np.searchsorted(self.data_times, self.tr_times, side="left")
+        """(n_tr_times,) int64: the index of the first word of each TR (for average/sum/last).
+
+        TR ``i`` holds the words whose *start* lies in ``[t_i - TR/2, t_i + TR/2)`` (the
+        reference's data preparation: words whose start is before the end of the TR),
+        i.e. ``words[split[i]:split[i + 1]]``; the last TR holds the remaining words.
+        Computed as ``searchsorted(word_onsets, tr_times - TR/2)`` (TR from ``tr_step``)
+        unless the source gave them (``word_split_indices``). Words are in time order.
+        """
+        if self.word_split_indices is not None:
+            return self.word_split_indices.astype(np.int64)
+        if self.tr_times.size < 2:
+            return np.zeros(self.tr_times.size, dtype=np.int64)
+        starts = self.tr_times - self.tr_step / 2.0
+        return np.searchsorted(self.word_onsets, starts, side="left").astype(np.int64)
 
 
 @dataclass

@@ -14,6 +14,8 @@ Layout (schema_version 1)::
         word_offsets       (n_words,) float64 seconds
         words              (n_words,) variable-length UTF-8 strings
         repeats            optional (n_repeats, n_trs, n_voxels) float32
+        word_split_indices optional (n_trs_times,) int64, first word of each TR as given by the
+                           source (reference pickles); absent = computed from word_onsets
 
 Reading checks every declared shape and dtype *before* reading any data, so a corrupt
 or hostile file cannot make us allocate absurd amounts of memory; any problem becomes an
@@ -96,6 +98,8 @@ def write_native(assembly: Assembly, path: PathLike) -> Path:
                 if story.repeats is not None:
                     group.create_dataset("repeats", data=story.repeats, chunks=_chunks(story.repeats.shape),
                                          compression="gzip", compression_opts=1, shuffle=True)
+                if story.word_split_indices is not None:
+                    group.create_dataset("word_split_indices", data=story.word_split_indices.astype(np.int64))
     logger.info("Saved assembly %s (%d stories) to %s", assembly.subject, len(assembly.stories_list), path)
     return path
 
@@ -336,6 +340,9 @@ class NativeAssemblyReader:
             if tuple(repeats.shape[1:]) != tuple(brain.shape):
                 raise self._fail(f"story {name!r}: repeats have shape {repeats.shape}, inconsistent with "
                                  f"brain_data {brain.shape}.")
+        split = None
+        if "word_split_indices" in group:
+            split = self._checked_dataset(group, "word_split_indices", "iu", 1, name)[()].astype(np.int64)
         audio_path = self._attr(group, "audio_path", str, required=False, default=None)
         brain_values, n_zeroed = clean_brain_data(brain.astype(np.float32)[()], name, self.path)
         repeat_values = None
@@ -345,7 +352,7 @@ class NativeAssemblyReader:
                      for w in words.asstr()[()]] if words.shape[0] else []
         story = Story(name=name, brain_data=brain_values, tr_times=tr_times[()], words=word_list,
                       word_onsets=onsets[()], word_offsets=offsets[()], audio_path=audio_path,
-                      repeats=repeat_values)
+                      repeats=repeat_values, word_split_indices=split)
         return story, n_zeroed
 
     def read_assembly(self, stories: Optional[list[str]] = None) -> Assembly:

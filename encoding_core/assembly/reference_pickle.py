@@ -25,6 +25,16 @@ absent); empty labels and LeBel non-words are dropped together with their times.
 the Huth-lab ``DataSequence``), so it is used as both onset and offset (our
 ``Story.data_times`` is then the same time); an ``(n_words, 2)`` array is read as
 onset/offset pairs. The TR is the median step of ``tr_times`` unless ``tr=`` is given.
+
+Split indices: the reference's LeBel data preparation stores ``split_indices`` as
+``n_tr - 1`` boundaries (entry ``i`` = the number of words whose *start* is before the end of
+TR ``i``), and the words' start times themselves are lost (only mid-times are kept). They are
+converted to our convention (``Story.split_indices``: the first word of each TR, one per TR
+time; TR 0 starts at word 0 as in the reference), re-indexed after dropping non-words, and
+kept as ``Story.word_split_indices``; so a story gives the same split indices whether it is
+loaded from this pickle or from the LeBel folder it was made from. Split indices of any
+other shape are ignored (noted in ``provenance["ignored_split_indices"]``): they are then
+computed from the word times.
 """
 from __future__ import annotations
 
@@ -274,8 +284,35 @@ def _words_of(state: dict[str, Any], story: str, path: Path) -> list[str]:
     return [str(w) for w in words]
 
 
-def _story_from_state(state: dict[str, Any], fallback_name: str, path: Path) -> tuple[Story, int, int]:
-    """Build a Story from a StoryData state; returns (story, n_dropped_non_words, n_zeroed_columns)."""
+def _converted_split_indices(value: Any, n_tr_times: int, keep: np.ndarray) -> tuple[Optional[np.ndarray], str]:
+    """The reference's boundary split indices -> ours over the kept words, or (None, why not).
+
+    ``value``: ``n_tr_times - 1`` non-decreasing integers in ``[0, len(keep)]`` (entry ``i`` =
+    words starting before the end of TR ``i``). Ours: ``[0, *value]`` re-indexed through
+    ``keep`` (the words kept after dropping non-words), shape ``(n_tr_times,)``.
+    """
+    if value is None:
+        return None, ""
+    try:
+        split = np.asarray(value)
+    except (TypeError, ValueError):
+        return None, f"not an array ({type(value).__name__})"
+    if split.dtype.kind == "f" and split.size and np.all(np.isfinite(split)) and np.all(split == np.round(split)):
+        split = split.astype(np.int64)
+    if split.ndim != 1 or split.dtype.kind not in "iu":
+        return None, f"shape {split.shape}, dtype {split.dtype}: not 1-D integers"
+    if split.size != n_tr_times - 1:
+        return None, (f"{split.size} entries, not the {n_tr_times - 1} boundaries (n_tr_times - 1) of the "
+                      "reference's LeBel preparation")
+    if split.size and (np.any(np.diff(split) < 0) or split[0] < 0 or split[-1] > keep.size):
+        return None, f"not non-decreasing word indices between 0 and {keep.size}"
+    kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)  # kept words among the first k
+    return kept_before[np.concatenate([[0], split.astype(np.int64)])], ""
+
+
+def _story_from_state(state: dict[str, Any], fallback_name: str, path: Path) -> tuple[Story, int, int, str]:
+    """Build a Story from a StoryData state; returns (story, n_dropped_non_words, n_zeroed_columns,
+    why the stored split indices were ignored or "")."""
     name = state.get("name", fallback_name)
     if not isinstance(name, str) or not name:
         raise AssemblyFormatError(f"{path}: a StoryData has no valid name ({name!r}).")
@@ -304,12 +341,13 @@ def _story_from_state(state: dict[str, Any], fallback_name: str, path: Path) -> 
     if audio_path is not None and not isinstance(audio_path, str):
         raise AssemblyFormatError(f"{path}: audio_path of story {name!r} must be text, got "
                                   f"{type(audio_path).__name__}.")
+    split, ignored = _converted_split_indices(state.get("split_indices"), tr_times.size, keep)
     story = Story(name=name, brain_data=brain, tr_times=tr_times,
                   words=[w.strip() for w, k in zip(words, keep) if k],
                   word_onsets=np.asarray(onsets, dtype=np.float64)[keep] if words else onsets,
                   word_offsets=np.asarray(offsets, dtype=np.float64)[keep] if words else offsets,
-                  audio_path=audio_path or None)
-    return story, int((~keep).sum()), n_zeroed
+                  audio_path=audio_path or None, word_split_indices=split)
+    return story, int((~keep).sum()), n_zeroed, ignored
 
 
 def load_reference_pickle(path: PathLike, tr: Optional[float] = None, subject: Optional[str] = None,
@@ -351,9 +389,11 @@ def load_reference_pickle(path: PathLike, tr: Optional[float] = None, subject: O
             if not isinstance(record, ReferenceStoryData):
                 raise AssemblyFormatError(f"{path}: story_data[{key!r}] is a {type(record).__name__}, "
                                           "not a StoryData.")
-            story, n_dropped, n_zeroed = _story_from_state(record.state, str(key), path)
+            story, n_dropped, n_zeroed, ignored = _story_from_state(record.state, str(key), path)
             if n_dropped:
                 provenance.setdefault("dropped_non_words", {})[story.name] = n_dropped
+            if ignored:
+                provenance.setdefault("ignored_split_indices", {})[story.name] = ignored
             record_zeroed_columns(provenance, story.name, n_zeroed)
             loaded.append(story)
         if tr is None:

@@ -23,6 +23,27 @@ class UnsafePickleError(AssemblyFormatError):
     """A pickle names a global outside the allow-list; nothing from it was run."""
 
 
+class MissingStoryFilesError(AssemblyFormatError):
+    """Stories of a dataset folder lack files (e.g. a response file or a TextGrid); nothing was loaded.
+
+    ``root``: the folder; ``missing``: story -> what it lacks, in words naming the files. The
+    message lists every story and suggests ``skip_missing=True`` to load the others.
+    """
+
+    def __init__(self, root: object, missing: dict) -> None:
+        self.root = str(root)
+        self.missing = {str(k): [str(p) for p in v] for k, v in dict(missing).items()}
+        listing = "; ".join(f"{name}: {', '.join(problems)}" for name, problems in self.missing.items())
+        count = len(self.missing)
+        super().__init__(
+            f"{self.root}: {count} {'story lacks' if count == 1 else 'stories lack'} files, so nothing was loaded. "
+            f"{listing}. Add the missing files, or load the other stories with skip_missing=True (Assembly page: "
+            "'Skip stories with missing files'; config: assembly.skip_missing = true).")
+
+    def __reduce__(self):  # picklable across processes (jobs, Dask) despite the custom signature
+        return (type(self), (self.root, self.missing))
+
+
 class AudioError(InputError):
     """An audio file is missing, empty, truncated or not decodable."""
 

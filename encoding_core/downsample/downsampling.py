@@ -3,6 +3,14 @@
 Every method is one (n_trs, n_samples) weight matrix (sparse, banded) times the data, so
 the work is a single sparse-dense product with no loop per TR or per feature column.
 
+What a TR time ``t`` means, for every method: the **centre of the TR's acquisition
+interval**; TR ``i`` covers ``[t_i - tr/2, t_i + tr/2)`` (``tr`` from ``tr=`` or the mean
+spacing of ``tr_times``). ``rect`` averages that interval, ``average``/``sum``/``last``
+aggregate the samples of that same interval, and ``lanczos``/``sinc`` are kernels centred
+on ``t``: on a linear ramp every method but ``last`` returns ``t`` (the same centre of
+mass; ``last`` returns the last sample before ``t + tr/2``). For LeBel data the TR times
+are the TR midpoints, as in the reference (``encoding_core.assembly.lebel``).
+
 Methods (names and defaults follow the reference's ``Downsampler``):
 
 - ``rect`` (reference default): mean of the samples whose time lies in
@@ -18,9 +26,12 @@ Methods (names and defaults follow the reference's ``Downsampler``):
 - ``average`` / ``sum`` / ``last``: aggregate the samples of each TR interval given by
   ``split_indices``: ``split_indices[i]`` is the index of the first sample of TR ``i``, so TR
   ``i`` takes ``data[split_indices[i]:split_indices[i+1]]`` (the last TR takes the rest;
-  samples before ``split_indices[0]`` are dropped). Without ``split_indices`` they are
-  ``searchsorted(data_times, tr_times, "left")`` (the same convention as
-  ``Story.split_indices``). Empty intervals give 0.
+  samples before ``split_indices[0]`` are dropped). Without ``split_indices`` the
+  intervals are the TR intervals above: ``searchsorted(data_times, tr_times - tr/2, "left")``,
+  the last TR ending at ``t_last + tr/2`` (the convention of ``Story.split_indices``, which
+  gives them for words by their start times). Empty intervals give 0. (The reference's
+  ``average`` takes one TR label per sample, its ``legacy_*`` methods ``n_trs - 1`` boundaries;
+  the reference pickle loader converts the latter to these.)
 
 NaN in the features counts as 0. Times are in seconds; ``data_times`` need not be sorted.
 """
@@ -115,10 +126,15 @@ def _band_matrix(tr_times: np.ndarray, data_times: np.ndarray, lo_offset: float,
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(tr_times), len(data_times)))
 
 
-def _split_matrix(split_indices: np.ndarray, n_samples: int, method: str) -> sp.csr_matrix:
-    """Sparse (n_trs, n_samples) matrix aggregating ``data[split[i]:split[i+1]]`` per TR."""
+def _split_matrix(split_indices: np.ndarray, n_samples: int, method: str,
+                  end: Optional[int] = None) -> sp.csr_matrix:
+    """Sparse (n_trs, n_samples) matrix aggregating ``data[split[i]:split[i+1]]`` per TR.
+
+    The last TR takes ``data[split[-1]:end]`` (``end`` defaults to ``n_samples``).
+    """
     starts = np.clip(split_indices, 0, n_samples)
-    ends = np.append(starts[1:], n_samples)
+    last_end = n_samples if end is None else int(np.clip(end, 0, n_samples))
+    ends = np.append(starts[1:], max(last_end, int(starts[-1])) if len(starts) else last_end)
     counts = np.maximum(ends - starts, 0)
     n_trs = len(starts)
     if method == "last":
@@ -153,7 +169,8 @@ class Downsampler:
         tr_times = _as_times(tr_times, "tr_times")
         order = np.argsort(data_times, kind="stable")
         sorted_times = data_times[order]
-        tr_len = None if method in ("average", "sum", "last") else _tr_length(tr_times, params.pop("tr", None))
+        split_given = method in ("average", "sum", "last") and params.get("split_indices") is not None
+        tr_len = None if split_given else _tr_length(tr_times, params.pop("tr", None))
         if method == "rect":
             weights = _band_matrix(tr_times, sorted_times, -tr_len / 2, tr_len / 2,
                                    lambda dt: np.ones_like(dt), left_closed_hi=True)
@@ -177,17 +194,19 @@ class Downsampler:
                 weights = sp.diags(np.where(sums != 0, 1.0 / np.where(sums != 0, sums, 1.0), 1.0)) @ weights
         else:
             split = params.get("split_indices")
+            end = len(data_times)
             if split is None:
                 if not np.all(np.diff(data_times) >= 0):
                     raise InputError(f"method={method!r} needs data_times in increasing order (or split_indices=).")
-                split = np.searchsorted(data_times, tr_times, side="left")
+                split = np.searchsorted(data_times, tr_times - tr_len / 2, side="left")
+                end = int(np.searchsorted(data_times, tr_times[-1] + tr_len / 2, side="left")) if len(tr_times) else 0
             split = np.asarray(split)
             if split.ndim != 1 or not np.issubdtype(split.dtype, np.integer) or np.any(np.diff(split) < 0):
                 raise InputError(
                     f"split_indices for method={method!r} must be non-decreasing integer sample indices, one "
                     f"per TR (the first sample of each TR); got shape {split.shape}, dtype {split.dtype}."
                 )
-            weights = _split_matrix(split, len(data_times), method)
+            weights = _split_matrix(split, len(data_times), method, end)
             return weights.tocsr()
         # Columns were built over sorted times; put them back in the caller's order.
         inverse = np.empty_like(order)
@@ -197,9 +216,9 @@ class Downsampler:
     def downsample(self, data: Any, data_times: Any, tr_times: Any, method: str = "rect", **kwargs: Any) -> np.ndarray:
         """Resample ``data`` (n_samples, n_features) at ``tr_times`` -> (n_trs, n_features) float32.
 
-        ``data_times`` (n_samples,) and ``tr_times`` (n_trs,) are in seconds. ``kwargs`` are the
-        method's options (see :data:`METHOD_PARAMS`; ``tr=`` overrides the TR length inferred
-        from ``tr_times``). Unknown options raise InputError. ``rectify=True`` (lanczos)
+        ``data_times`` (n_samples,) and ``tr_times`` (n_trs,) (the centres of the TRs) are in
+        seconds. ``kwargs`` are the method's options (see :data:`METHOD_PARAMS`; ``tr=``
+        overrides the TR length inferred from ``tr_times``). Unknown options raise InputError. ``rectify=True`` (lanczos)
         returns 2 * n_features columns.
         """
         values = _as_data(data)
@@ -223,8 +242,8 @@ def downsample_kernel(method: str, tr: float, n_points: int = 601, **kwargs: Any
 
     Returns ``(t_seconds, weights)``, both (n_points,); ``t`` is sample time minus TR time
     (negative = before the TR). ``rect`` is drawn with height 1 (the mean divides by the
-    sample count), ``average``/``sum`` cover the TR interval ``[0, tr)``, ``last`` is a spike
-    at the end of the interval.
+    sample count); ``average``/``sum`` cover the same TR interval ``[-tr/2, tr/2)``; ``last``
+    is a spike at the end of that interval.
     """
     _check_method(method)
     params = _check_kwargs(method, kwargs)
@@ -246,9 +265,9 @@ def downsample_kernel(method: str, tr: float, n_points: int = 601, **kwargs: Any
         return t, ((t >= -tr / 2) & (t < tr / 2)).astype(np.float64)
     if method == "last":
         weights = np.zeros_like(t)
-        weights[np.searchsorted(t, tr, side="left") - 1] = 1.0
+        weights[np.searchsorted(t, tr / 2, side="left") - 1] = 1.0
         return t, weights
-    return t, ((t >= 0) & (t < tr)).astype(np.float64)
+    return t, ((t >= -tr / 2) & (t < tr / 2)).astype(np.float64)
 
 
 def _check_method(method: str) -> None:
@@ -258,8 +277,7 @@ def _check_method(method: str) -> None:
 
 def _check_kwargs(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     allowed = dict(METHOD_PARAMS[method])
-    if method in ("rect", "lanczos", "sinc"):
-        allowed["tr"] = None
+    allowed["tr"] = None  # every method: the TR length (s) instead of the mean spacing of tr_times
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise InputError(

@@ -42,6 +42,11 @@ def experiment_to_script(config: ExperimentConfig) -> str:
             options["subject"] = source.subject
         if source.stories:
             options["stories"] = list(source.stories)
+        if not source.path.lower().endswith((".h5", ".hdf5", ".pkl", ".pickle")):  # LeBel folder options
+            if source.tr_time_convention != "midpoint":
+                options["tr_time_convention"] = source.tr_time_convention
+            if source.skip_missing:
+                options["skip_missing"] = True
     option_text = "".join(f", {key}={_literal(value)}" for key, value in options.items())
     lines.append("# 1. Load the assembly")
     lines.append(f"assembly = load_assembly({_literal(source.path)}{option_text})")

@@ -25,6 +25,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
 
 import numpy as np
@@ -65,6 +66,9 @@ def load_experiment_assembly(config: ExperimentConfig) -> Assembly:
             options["subject"] = source.subject
         if source.stories:
             options["stories"] = list(source.stories)
+        if Path(source.path).expanduser().is_dir():  # LeBel folders: the TR clock and missing files
+            options["tr_time_convention"] = source.tr_time_convention
+            options["skip_missing"] = bool(source.skip_missing)
     return load_assembly(source.path, **options)
 
 
@@ -191,7 +195,9 @@ class PreparedTargets:
 
     train: story -> (n_trs_i, n_voxels); test: (n_test, n_voxels) or None in ``cv`` mode;
     test_repeats: (n_repeats, n_test, n_voxels) trimmed raw repeats, or None;
-    test_is_repeat_mean: the test brain data equals the mean of those repeats.
+    test_is_repeat_mean: the test brain data is the mean of those repeats: the median voxel
+    correlation between the two (``test_repeat_mean_r``, nan without repeats) exceeds
+    ``stats.noise_ceiling.REPEAT_MEAN_MIN_R`` (0.999), whatever either's scaling.
     """
 
     mode: str
@@ -201,6 +207,7 @@ class PreparedTargets:
     test: Optional[np.ndarray]
     test_repeats: Optional[np.ndarray] = None
     test_is_repeat_mean: bool = False
+    test_repeat_mean_r: float = float("nan")
 
     @property
     def Y_train(self) -> np.ndarray:
@@ -228,7 +235,9 @@ def prepare_targets(assembly: Assembly, config: ExperimentConfig) -> PreparedTar
 
     mode = config.ridge.mode
     test_story = assembly.effective_test_story() if mode == "train_test" else None
-    train, test, repeats, is_mean = {}, None, None, False
+    from encoding_core.stats.noise_ceiling import REPEAT_MEAN_MIN_R, repeat_mean_correlation
+
+    train, test, repeats, is_mean, mean_r = {}, None, None, False, float("nan")
     for story in assembly.stories_list:
         part = _part(config, story.name, test_story)
         start, end = _bounds(config, part, "targets")
@@ -241,12 +250,12 @@ def prepare_targets(assembly: Assembly, config: ExperimentConfig) -> PreparedTar
             test = _zscore_clean(sliced)
             if story.repeats is not None:
                 repeats = np.stack([trim(r, start, end) for r in story.repeats]).astype(np.float32)
-                scale = float(np.nanstd(sliced)) or 1.0
-                is_mean = bool(np.allclose(sliced, repeats.mean(axis=0), rtol=0, atol=1e-3 * scale))
+                mean_r = repeat_mean_correlation(sliced, repeats)
+                is_mean = bool(mean_r > REPEAT_MEAN_MIN_R)
         else:
             train[story.name] = _zscore_clean(sliced)
     train_stories = [n for n in assembly.stories if n in train]
-    return PreparedTargets(mode, train_stories, test_story, train, test, repeats, is_mean)
+    return PreparedTargets(mode, train_stories, test_story, train, test, repeats, is_mean, mean_r)
 
 
 @dataclass
@@ -340,9 +349,15 @@ def fit_layer(features: PreparedFeatures, targets: PreparedTargets, config: Expe
               cancel: Optional[CancelFlag] = None) -> LayerResult:
     """Fit and evaluate one prepared layer in the configured mode (train_test or cv)."""
     if config.ridge.mode == "train_test":
-        return fit_train_test(features.X_train, targets.Y_train, features.test, targets.test, config.ridge,
-                              config.stats, groups=targets.groups, test_repeats=targets.test_repeats,
-                              test_target_is_repeat_mean=targets.test_is_repeat_mean, cancel=cancel)
+        result = fit_train_test(features.X_train, targets.Y_train, features.test, targets.test, config.ridge,
+                                config.stats, groups=targets.groups, test_repeats=targets.test_repeats,
+                                test_target_is_repeat_mean=targets.test_is_repeat_mean, cancel=cancel)
+        if targets.test_repeats is not None:  # how the ceiling's target was decided (see PreparedTargets)
+            from encoding_core.stats.noise_ceiling import REPEAT_MEAN_MIN_R
+
+            result.metrics["test_repeat_mean_r"] = targets.test_repeat_mean_r
+            result.metrics["repeat_mean_min_r"] = REPEAT_MEAN_MIN_R
+        return result
     return fit_cross_validated(features.X_train, targets.Y_train, targets.groups, config.ridge, config.stats,
                                cancel=cancel)
 

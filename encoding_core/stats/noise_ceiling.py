@@ -62,3 +62,33 @@ def normalize_by_ceiling(r: Any, ceiling_r: Any, min_ceiling: float = 0.1) -> np
         logger.info("normalize_by_ceiling: %d of %d voxels have a ceiling below %.3g; set to 0.",
                     n_low, rr.size, min_ceiling)
     return np.divide(rr, cc, out=np.zeros_like(rr), where=usable)
+
+
+REPEAT_MEAN_MIN_R = 0.999
+"""Rule for "the stored test response is the mean of its repeats": the median over voxels of
+the correlation between the two exceeds this (see :func:`repeat_mean_correlation`)."""
+
+
+def repeat_mean_correlation(target: Any, repeats: Any) -> float:
+    """Median over voxels of Pearson r between ``target`` and the mean of ``repeats``.
+
+    target: (n_trs, n_voxels) stored test response; repeats: (n_repeats, n_trs, n_voxels).
+    Each series is z-scored per voxel first, so the value does not depend on how either was
+    scaled or centred (a stored response that was re-z-scored after averaging still scores
+    1). Voxels constant or non-finite in either are left out; nan when none is left.
+    """
+    y = np.asarray(target, dtype=np.float64)
+    mean = np.asarray(repeats, dtype=np.float64).mean(axis=0)
+    if y.ndim != 2 or mean.shape != y.shape:
+        raise InputError(f"target must be (n_trs, n_voxels) and repeats (n_repeats, n_trs, n_voxels) with the same "
+                         f"(n_trs, n_voxels); got {y.shape} and {np.shape(repeats)}.")
+    finite = np.all(np.isfinite(y), axis=0) & np.all(np.isfinite(mean), axis=0)
+    y, mean = y[:, finite], mean[:, finite]
+    y_centred, m_centred = y - y.mean(axis=0), mean - mean.mean(axis=0)
+    y_norm, m_norm = np.sqrt((y_centred ** 2).sum(axis=0)), np.sqrt((m_centred ** 2).sum(axis=0))
+    scale = np.maximum(np.abs(y).max(axis=0, initial=0.0), np.abs(mean).max(axis=0, initial=0.0))
+    usable = (y_norm > 1e-9 * scale * np.sqrt(y.shape[0])) & (m_norm > 1e-9 * scale * np.sqrt(y.shape[0]))
+    if not usable.any():
+        return float("nan")
+    r = (y_centred[:, usable] * m_centred[:, usable]).sum(axis=0) / (y_norm[usable] * m_norm[usable])
+    return float(np.median(r))

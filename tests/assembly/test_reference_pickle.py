@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from encoding_core.assembly.assembly_loader import load_assembly
+from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
 from encoding_core.common.errors import AssemblyFormatError, UnsafePickleError
 from encoding_core.assembly.reference_pickle import load_reference_pickle, safe_load_pickle
 from tests.data_reference_pickle import make_story_data, reference_classes, reference_pickle_bytes
@@ -136,3 +136,28 @@ def test_forbidden_global_named(tmp_path):
     with pytest.raises(UnsafePickleError, match=r"numpy\.load") as info:
         safe_load_pickle(path)
     assert str(path) in str(info.value)
+
+
+def test_boundary_split_indices_become_ours_over_the_kept_words(tmp_path):
+    """The reference's LeBel split indices: n_tr - 1 boundaries over a word list that still
+    holds empty labels. Words (kept ones marked *): so*, "", i*, went*, sp, home*."""
+    words = ["so", "", "i", "went", "sp", "home"]
+    tr_times = np.array([1.0, 3.0, 5.0, 7.0])
+    boundaries = [2, 4, 5]  # words before the end of TRs 0, 1, 2 (TR 3 takes the rest)
+    path = tmp_path / "split.pkl"
+    path.write_bytes(reference_pickle_bytes([dict(name="a", n_trs=4, words=words, tr_times=tr_times,
+                                                  data_times=np.arange(6.0), split_indices=boundaries)]))
+    story = load_reference_pickle(path).story("a")
+    assert story.words == ["so", "i", "went", "home"]
+    # chunks over the original words: [so, ""], [i, went], [sp], [home] -> kept: [so], [i, went], [], [home]
+    assert story.split_indices.tolist() == [0, 1, 3, 3]
+    reread = load_assembly(save_assembly(load_reference_pickle(path), tmp_path / "split.h5")).story("a")
+    assert reread.split_indices.tolist() == [0, 1, 3, 3]  # kept by the native format
+
+
+def test_split_indices_of_another_shape_are_ignored_and_noted(tmp_path):
+    path = tmp_path / "labels.pkl"
+    path.write_bytes(reference_pickle_bytes([dict(name="a")]))  # one label per word, not boundaries
+    assembly = load_reference_pickle(path)
+    assert assembly.story("a").word_split_indices is None
+    assert "not the 34 boundaries" in assembly.provenance["ignored_split_indices"]["a"]

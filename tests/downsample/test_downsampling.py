@@ -92,14 +92,52 @@ def test_sinc_matches_loop(series, window, causal, renorm):
     np.testing.assert_allclose(got, loop_sinc(data, data_times, tr_times, window, 1.0, causal, renorm), atol=1e-5)
 
 
+def loop_interval(data, data_times, tr_times, how):
+    """Aggregate the samples of each TR interval [t - tr/2, t + tr/2) (data_times sorted)."""
+    tr = np.mean(np.diff(tr_times))
+    out = np.zeros((len(tr_times), data.shape[1]))
+    for i, t in enumerate(tr_times):
+        chunk = data[(data_times >= t - tr / 2) & (data_times < t + tr / 2)]
+        if len(chunk):
+            out[i] = {"average": chunk.mean(axis=0), "sum": chunk.sum(axis=0), "last": chunk[-1]}[how]
+    return out
+
+
 @pytest.mark.parametrize("how", ["average", "sum", "last"])
 def test_split_methods_match_loop(series, how):
     data, data_times, tr_times = series
-    split = np.searchsorted(data_times, tr_times, side="left")
-    expected = loop_split(data, split, how)
+    expected = loop_interval(data, data_times, tr_times, how)
     np.testing.assert_allclose(Downsampler().downsample(data, data_times, tr_times, how), expected, atol=1e-5)
-    np.testing.assert_allclose(
-        Downsampler().downsample(data, data_times, tr_times, how, split_indices=split), expected, atol=1e-5)
+    if how == "average":  # the same interval as rect
+        np.testing.assert_allclose(expected, loop_rect(data, data_times, tr_times), atol=1e-12)
+    split = np.searchsorted(data_times, tr_times - TR / 2, side="left")  # given: the last TR takes the rest
+    np.testing.assert_allclose(Downsampler().downsample(data, data_times, tr_times, how, split_indices=split),
+                               loop_split(data, split, how), atol=1e-5)
+
+
+@pytest.mark.parametrize("method,kwargs", [
+    ("rect", {}), ("average", {}), ("sum", {}), ("lanczos", {"window": 3, "cutoff_mult": 1.0}),
+    ("lanczos", {"window": 2, "cutoff_mult": 0.8}), ("sinc", {"window": 3, "cutoff_mult": 1.0}),
+    ("sinc", {"window": 1, "cutoff_mult": 1.0, "renorm": False}),
+])
+def test_every_family_puts_a_tr_at_the_same_centre_of_mass(method, kwargs):
+    """On a ramp sampled every 10 ms, each method's weights for TR i have their centre of
+    mass at the TR time t_i (the centre of [t_i - TR/2, t_i + TR/2)): W @ t / W @ 1 = t_i."""
+    data_times = np.arange(-4000, 14000) / 100.0     # every 10 ms, exact at whole seconds
+    tr_times = np.arange(-9.0, 101.0, TR)           # LeBel-style midpoints, odd seconds
+    ramp_and_ones = np.column_stack([data_times, np.ones_like(data_times)])
+    out = Downsampler().downsample(ramp_and_ones, data_times, tr_times, method, **kwargs).astype(np.float64)
+    centre = out[:, 0] / out[:, 1]
+    np.testing.assert_allclose(centre, tr_times, atol=0.006)  # half a sample step, float32 output
+
+
+def test_last_takes_the_last_sample_of_the_same_interval():
+    data_times = np.arange(-4000, 14000) / 100.0     # every 10 ms, exact at whole seconds
+    tr_times = np.arange(-9.0, 101.0, TR)
+    out = Downsampler().downsample(data_times[:, None], data_times, tr_times, "last")[:, 0]
+    expected = [data_times[data_times < t + TR / 2][-1] for t in tr_times]  # a plain loop
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    np.testing.assert_allclose(out, tr_times + TR / 2 - 0.01, atol=1e-4)  # one 10 ms step before the end
 
 
 def test_unsorted_times_and_nan_features(series):
@@ -137,3 +175,7 @@ def test_kernel_picture_shapes():
     assert np.all(w[np.abs(t) > 3 * TR] == 0)
     t, w = downsample_kernel("rect", TR)
     assert set(np.unique(w)) == {0.0, 1.0} and w[np.abs(t) < TR / 2 - 1e-9].min() == 1.0
+    t, w_average = downsample_kernel("average", TR)
+    np.testing.assert_array_equal(w_average, w)  # rect and average cover the same TR interval
+    t, w_last = downsample_kernel("last", TR)
+    assert w_last.sum() == 1.0 and -TR / 2 < t[np.argmax(w_last)] < TR / 2

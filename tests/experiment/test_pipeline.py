@@ -235,3 +235,71 @@ def test_audio_overrides_apply_without_an_audio_folder(tmp_path):
     message = str(info.value)
     assert "story0" not in message and all(name in message for name in ("story1", "story2", "story3"))
     assert planted.assembly.story("story0").audio_path == str(override)
+
+
+@pytest.mark.parametrize("stored,expected_target", [
+    ("mean", "repeat_mean"), ("zscored_mean", "repeat_mean"), ("scaled_mean", "repeat_mean"),
+    ("single", "single_repeat"), ("noisy_mean", "single_repeat"),
+])
+def test_averaged_target_detected_whatever_the_zscoring(tmp_path, stored, expected_target):
+    """The stored test response is "the repeat mean" when it correlates > 0.999 (median voxel) with
+    it, z-scored or not; a single repeat, or the mean plus noise, is not."""
+    from encoding_core.experiment.pipeline import prepare_targets
+
+    planted = make_planted(repeats=4, seed=3)
+    story = planted.assembly.story(planted.assembly.effective_test_story())
+    mean = story.repeats.mean(axis=0)
+    gen = np.random.default_rng(0)
+    story.brain_data = {
+        "mean": mean, "zscored_mean": (mean - mean.mean(axis=0)) / mean.std(axis=0),
+        "scaled_mean": 40.0 * mean + 1000.0, "single": story.repeats[0],
+        "noisy_mean": mean + 0.2 * mean.std(axis=0) * gen.standard_normal(mean.shape),
+    }[stored].astype(np.float32)
+    config = planted_config(tmp_path)
+    targets = prepare_targets(planted.assembly, config)
+    assert targets.test_is_repeat_mean == (expected_target == "repeat_mean"), targets.test_repeat_mean_r
+    kept = slice(config.alignment.trimming.test_targets_start, config.alignment.trimming.test_targets_end)
+    expected_r = np.median([scipy.stats.pearsonr(story.brain_data[kept, v], mean[kept, v])[0]
+                            for v in range(mean.shape[1])])
+    assert targets.test_repeat_mean_r == pytest.approx(expected_r, abs=1e-6)
+
+
+def test_the_ceiling_target_and_its_rule_are_in_the_run_metrics(tmp_path):
+    planted = make_planted(repeats=3, seed=4)
+    story = planted.assembly.story(planted.assembly.effective_test_story())
+    mean = story.repeats.mean(axis=0)
+    story.brain_data = ((mean - mean.mean(axis=0)) / mean.std(axis=0)).astype(np.float32)  # re-z-scored
+    config = planted_config(tmp_path)
+    config.layers = [1]
+    metrics = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
+                                                               feature_source=planted.source)).metrics(1)
+    assert metrics["noise_ceiling_target"] == "repeat_mean"
+    assert metrics["test_repeat_mean_r"] > 0.999 and metrics["repeat_mean_min_r"] == 0.999
+
+
+def test_lebel_folder_options_reach_the_loader_the_run_config_and_the_export(tmp_path):
+    from encoding_core.config import ExperimentConfig
+    from encoding_core.experiment.export import experiment_to_script
+    from encoding_core.experiment.pipeline import load_experiment_assembly
+    from tests.assembly.lebel_tree import build_lebel_tree
+
+    root = tmp_path / "ds003020"
+    built = build_lebel_tree(root, stories=("sweetaspie", "againstthewind"))
+    (root / "derivative" / "TextGrids" / "againstthewind.TextGrid").unlink()
+    config = ExperimentConfig()
+    config.assembly.path, config.assembly.subject = str(root), "UTS01"
+    assert (config.assembly.tr_time_convention, config.assembly.skip_missing) == ("midpoint", False)
+    with pytest.raises(ConfigError, match="tr_time_convention must be one of"):
+        ExperimentConfig.from_toml(config.to_toml().replace('tr_time_convention = "midpoint"',
+                                                            'tr_time_convention = "start"'))
+    config.assembly.tr_time_convention, config.assembly.skip_missing = "onset", True
+    toml = config.to_toml()
+    assert 'tr_time_convention = "onset"' in toml and "skip_missing = true" in toml
+    assembly = load_experiment_assembly(ExperimentConfig.from_toml(toml))
+    assert assembly.stories == ["sweetaspie"] and assembly.provenance["tr_time_convention"] == "onset"
+    assert "againstthewind" in assembly.provenance["skipped_stories"]
+    assert assembly.story("sweetaspie").tr_times[:2].tolist() == [-10.0, -8.0]
+    assert "tr_time_convention='onset', skip_missing=True" in experiment_to_script(config)
+    old = toml.replace('tr_time_convention = "onset"\n', "").replace("skip_missing = true\n", "")
+    assert ExperimentConfig.from_toml(old).assembly.tr_time_convention == "midpoint"  # older TOML files load
+    assert built["sweetaspie"].run_trs == 177

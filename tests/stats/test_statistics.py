@@ -147,3 +147,21 @@ def test_normalize_by_ceiling():
     r = np.array([0.2, 0.3, 0.05, np.nan])
     ceiling = np.array([0.4, 0.05, 0.5, 0.6])
     np.testing.assert_allclose(normalize_by_ceiling(r, ceiling, min_ceiling=0.1), [0.5, 0.0, 0.1, 0.0])
+
+
+def test_repeat_mean_correlation_against_scipy_and_independent_of_scaling():
+    from encoding_core.stats.noise_ceiling import repeat_mean_correlation
+
+    gen = np.random.default_rng(5)
+    repeats = gen.standard_normal((4, 60, 12)) + gen.standard_normal((60, 12))
+    target = gen.standard_normal((60, 12)) + repeats.mean(axis=0)
+    expected = np.median([sps.pearsonr(target[:, v], repeats.mean(axis=0)[:, v])[0] for v in range(12)])
+    assert repeat_mean_correlation(target, repeats) == pytest.approx(expected, abs=1e-12)
+    rescaled = 3.0 * target - 7.0  # z-scoring, or any other positive scaling and shift, changes nothing
+    assert repeat_mean_correlation(rescaled, repeats) == pytest.approx(expected, abs=1e-12)
+    target[:, 3] = 1.0  # a constant voxel is left out
+    expected = np.median([sps.pearsonr(target[:, v], repeats.mean(axis=0)[:, v])[0] for v in range(12) if v != 3])
+    assert repeat_mean_correlation(target, repeats) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(repeat_mean_correlation(np.ones((60, 12)), repeats))
+    with pytest.raises(InputError, match="same"):
+        repeat_mean_correlation(target[:50], repeats)
