@@ -39,15 +39,19 @@ class NestedCVModel:
 
     alphas: grid (default ``logspace(-1, 8, 10)``); normalpha: alpha scaled by the largest
     singular value of X; single_alpha: one alpha for all voxels; n_splits: inner folds;
-    chunk_length: TRs per chunk for ``chunked`` folds. Statistics options: n_permutations
-    (block permutation test, 0 = parametric p only), block_length (TRs), fdr_q.
+    chunk_length: TRs per chunk for ``chunked`` folds; outer_fold_type: outer folds without a
+    test set (``story``, ``contiguous``, ``trimmed``). Statistics options (see
+    :class:`~encoding_core.config.StatsConfig`): test (``effective_dof`` default,
+    ``block_permutation``, ``parametric_iid``), alternative (``greater`` or ``two-sided``),
+    n_permutations, block_length (TRs, None = chosen from the data), fdr_q.
     """
 
     def __init__(self, model_name: str = "ridge_regression", alphas: Optional[Sequence[float]] = None,
                  n_splits: int = 5, chunk_length: int = 20, normalpha: bool = True, single_alpha: bool = False,
                  fold_type: str = "chunked", trim_size: int = 5, n_outer_folds: int = 5, seed: int = 0,
-                 device: str = "cpu", n_permutations: int = 1000, block_length: int = 10, fdr_q: float = 0.05,
-                 save_weights: bool = False) -> None:
+                 device: str = "cpu", n_permutations: int = 1000, block_length: Optional[int] = None,
+                 fdr_q: float = 0.05, save_weights: bool = False, test: str = "effective_dof",
+                 alternative: str = "greater", outer_fold_type: str = "story") -> None:
         if model_name != "ridge_regression":
             raise InputError(f"NestedCVModel(model_name={model_name!r}): only 'ridge_regression' is available.")
         self.model_name = model_name
@@ -55,8 +59,10 @@ class NestedCVModel:
             alphas=[float(a) for a in (REFERENCE_ALPHAS if alphas is None else alphas)], normalpha=bool(normalpha),
             single_alpha=bool(single_alpha), n_inner_folds=int(n_splits), n_outer_folds=int(n_outer_folds),
             fold_type=self._fold_type(fold_type), chunk_length=int(chunk_length), trim_size=int(trim_size),
-            seed=int(seed), device=device, save_weights=bool(save_weights))
-        self.stats_config = StatsConfig(n_permutations=int(n_permutations), block_length=int(block_length),
+            seed=int(seed), device=device, save_weights=bool(save_weights), outer_fold_type=str(outer_fold_type))
+        self.stats_config = StatsConfig(test=str(test), alternative=str(alternative),
+                                        n_permutations=int(n_permutations),
+                                        block_length=None if block_length is None else int(block_length),
                                         fdr_q=float(fdr_q), seed=int(seed))
         ExperimentConfig(ridge=self.ridge_config, stats=self.stats_config).validate()
 
@@ -73,8 +79,8 @@ class NestedCVModel:
 
         features (n, p) and targets (n, v) are used as given (z-score them per story first).
         With X_test/y_test: fit on all of features, test on X_test. Without: outer folds
-        (leave-one-story-out when folding_type is ``story`` and ``groups`` gives each row's
-        story, else contiguous) with ``majority_significant_mask`` in the result.
+        (``outer_fold_type``; ``story`` needs ``groups``, each row's story) with statistics on
+        the pooled held-out predictions and ``majority_significant_mask`` in the result.
         """
         from encoding_core.models.fitting import fit_cross_validated, fit_train_test
 
@@ -89,6 +95,9 @@ class NestedCVModel:
             raise InputError(f"groups must have one entry per row of features ({X.shape[0]}), got {group_array.shape}.")
         if ridge.fold_type == "story" and group_array is None:
             raise InputError("folding_type 'story' needs groups= (the story index of every row).")
+        if X_test is None and ridge.outer_fold_type == "story" and group_array is None:
+            raise InputError("Without X_test the outer folds leave one story out: pass groups= (the story index of "
+                             "every row), or NestedCVModel(outer_fold_type=\"contiguous\").")
         if X_test is not None:
             if y_test is None:
                 raise InputError("X_test was given without y_test; pass both or neither.")

@@ -1,7 +1,8 @@
 """Step 7, views: figures for the app and for reports (plotly, nilearn, matplotlib; no streamlit).
 
 - :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 (interactive, four-view PNG, glass brain);
-- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, audio and settings pictures.
+- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, alpha choices, audio and settings pictures;
+- :mod:`~encoding_core.viz.atlas`: anatomical regions (nilearn's Destrieux atlas, when on disk).
 
 Imports only :mod:`encoding_core.common`.
 """
@@ -22,6 +23,7 @@ from encoding_core.viz.surfaces import (
     warm_up,
 )
 from encoding_core.viz.plots import (
+    alpha_choice_figure,
     correlation_histogram,
     kernel_figure,
     layer_profile_figure,
@@ -34,6 +36,7 @@ from encoding_core.viz.plots import (
 )
 
 __all__ = [
+    "alpha_choice_figure",
     "FOUR_VIEWS",
     "HEMISPHERES",
     "N_VERTICES_FSAVERAGE5",
