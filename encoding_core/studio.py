@@ -343,7 +343,12 @@ def fdr_label(metrics: Mapping[str, Any], config: Optional[ExperimentConfig] = N
 
 
 def export_labels(metrics: Mapping[str, Any], config: Optional[ExperimentConfig] = None) -> dict[str, str]:
-    """What the p-value columns of a layer's downloads are, from the recorded settings."""
+    """What the p-value columns of a layer's downloads are, from the recorded settings.
+
+    Empty when the layer recorded no test (neither ``significance`` nor ``significance_test``).
+    """
+    if not metrics.get("significance") and not metrics.get("significance_test"):
+        return {}
     labels = {"p_values": significance_label(metrics, config),
               "corrected_p_values": f"the p_values adjusted by {fdr_label(metrics, config)}",
               "significant_mask": f"corrected_p_values <= q ({fdr_label(metrics, config)})"}

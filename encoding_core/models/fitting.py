@@ -42,12 +42,14 @@ def significance_options(stats: StatsConfig, groups: Optional[np.ndarray] = None
 
 
 def evaluate_predictions(Y: np.ndarray, P: np.ndarray, stats: StatsConfig, groups: Optional[np.ndarray] = None,
-                         tr_s: float = 2.0, fallback: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                         tr_s: float = 2.0, fallback: bool = True,
+                         variance_factor: Optional[np.ndarray] = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Correlation, R^2, p-values, BH-FDR (and the fallback threshold) for (n, v) Y vs P.
 
     Y: (n, v) held-out targets (z-scored per story); P: (n, v) predictions; groups: (n,) label
     of each contiguous segment (a story predicted by one model) for pooled predictions; tr_s:
-    the TR in seconds. Returns (arrays, metrics): ``p_values`` are the p-values of
+    the TR in seconds; variance_factor: (v,) null-variance factor of pooled cross-validated
+    predictions (:mod:`encoding_core.models.cv_dependence`). Returns (arrays, metrics): ``p_values`` are the p-values of
     ``stats.test`` (the ones BH-FDR corrected), ``parametric_iid_p_values`` the textbook
     t-test's for comparison (when another test ran); metrics hold ``significance`` (the
     recorded settings), ``significance_test`` (its label, :func:`describe_test`) and, when
@@ -56,7 +58,7 @@ def evaluate_predictions(Y: np.ndarray, P: np.ndarray, stats: StatsConfig, group
     from encoding_core.stats.scores import pearson_r, r2_score
     from encoding_core.stats.significance import describe_test, fdr_bh, significance
 
-    options = significance_options(stats, groups, tr_s)
+    options = dict(significance_options(stats, groups, tr_s), variance_factor=variance_factor)
     result = significance(Y, P, **options)
     mask, corrected = fdr_bh(result.p_values, q=stats.fdr_q)
     arrays = {"correlations": np.asarray(pearson_r(Y, P), dtype=np.float32),
@@ -236,6 +238,8 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
     Every TR is predicted once by a model that did not train on it; ``correlations``, ``r2``,
     p-values and ``significant_mask`` are those of the pooled held-out predictions (one test
     per voxel over all n TRs, segments = story x outer fold, see :func:`pooled_segments`).
+    Their null variance includes the dependence between folds (each fold's model trained on
+    the others' held-out data): ``1 + rho`` per voxel from :mod:`encoding_core.models.cv_dependence`.
     ``fold_correlations`` (n_folds, v) and ``fold_mean_correlations`` (v,) are the per-fold r
     and their mean; ``majority_significant_mask`` marks voxels significant (BH-FDR within the
     fold) in more than half of the folds. ``best_alphas`` is the median over folds and
@@ -243,6 +247,8 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
     len(repeats_rows), v) individual presentations of the rows ``repeats_rows`` (one story):
     its noise ceiling, and that story's held-out r divided by it.
     """
+    from encoding_core.stats.significance import describe_test, fdr_bh, significance
+
     started = time.perf_counter()
     groups = np.asarray(groups)
     folds = outer_folds(X.shape[0], groups, ridge)
@@ -257,18 +263,22 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
         predicted[test_idx] = fit.predict(X[test_idx])
         t0 = time.perf_counter()
         held_groups = groups[test_idx]
-        fold_arrays, fold_metrics = evaluate_predictions(
-            Y[test_idx], predicted[test_idx], fold_stats, tr_s=tr_s, fallback=False,
-            groups=held_groups if len(np.unique(held_groups)) > 1 else None)
+        fold_result = significance(Y[test_idx], predicted[test_idx], **significance_options(
+            fold_stats, held_groups if len(np.unique(held_groups)) > 1 else None, tr_s))
         stats_s += time.perf_counter() - t0
-        fold_label = fold_label or fold_metrics["significance_test"]
-        fold_r.append(fold_arrays["correlations"])
-        fold_masks.append(fold_arrays["significant_mask"])
+        fold_label = fold_label or describe_test(fold_result.settings)
+        fold_r.append(np.asarray(fold_result.r, dtype=np.float32))
+        fold_masks.append(fdr_bh(fold_result.p_values, q=stats.fdr_q)[0])
         fold_alphas.append(np.asarray(fit.best_alphas, dtype=np.float64))
         fold_scores.append(np.asarray(fit.cv_scores, dtype=np.float64))
     t0 = time.perf_counter()
+    from encoding_core.models.cv_dependence import cross_fold_rho, variance_factor
+
+    rho = cross_fold_rho(X, folds, ridge.alphas, normalpha=ridge.normalpha, seed=ridge.seed)
+    factor = variance_factor(rho, ridge.alphas, np.stack(fold_alphas))
     pooled, significance_metrics = evaluate_predictions(Y, predicted, stats, groups=pooled_segments(groups, folds),
-                                                        tr_s=tr_s)
+                                                        tr_s=tr_s, variance_factor=factor)
+    significance_metrics["significance"]["cross_fold_rho"] = {f"{a:g}": float(v) for a, v in zip(ridge.alphas, rho)}
     stats_s += time.perf_counter() - t0
     masks = np.stack(fold_masks)
     arrays = dict(pooled)

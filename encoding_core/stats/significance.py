@@ -484,8 +484,11 @@ def _block_orders(n_blocks: int, n_permutations: int, seed: int) -> tuple[np.nda
 
 
 def _permutation_pass(y_all: np.ndarray, p_all: np.ndarray, starts: np.ndarray, length: int,
-                      orders: np.ndarray, alternative: str) -> tuple[np.ndarray, ...]:
-    """r (v,), exceedance counts (v,), usable mask (v,), null max (n_orders,), null histogram."""
+                      orders: np.ndarray, alternative: str, scale: Optional[np.ndarray] = None) -> tuple[np.ndarray, ...]:
+    """r (v,), exceedance counts (v,), usable mask (v,), null max (n_orders,), null histogram.
+
+    scale: (v,) multiplies each voxel's null r (the square root of its variance factor).
+    """
     n, n_voxels = y_all.shape
     n_blocks = len(starts)
     in_block = (starts[:, None] + np.arange(length)[None, :])  # (n_blocks, L) TR indices
@@ -511,6 +514,8 @@ def _permutation_pass(y_all: np.ndarray, p_all: np.ndarray, starts: np.ndarray, 
         for o0 in range(0, len(orders), batch):
             chosen = orders[o0:o0 + batch]
             null = cross[:, rows[None, :], chosen].sum(axis=2) + base[:, None]  # (w, batch): n * null r
+            if scale is not None:
+                null = null * scale[cols][:, None]
             null = np.where(ok[:, None], null, 0.0)
             if alternative == "two-sided":
                 counts[cols] += (np.abs(null) >= np.abs(observed)[:, None] - tol).sum(axis=1)
@@ -532,7 +537,8 @@ def _permutation_pass(y_all: np.ndarray, p_all: np.ndarray, starts: np.ndarray, 
 def significance(Y: Any, P: Any, test: str = "effective_dof", alternative: str = "greater", *,
                  groups: Any = None, tr_s: float = 2.0, block_length: Optional[int] = None,
                  min_block_s: float = 20.0, retained_variance: float = 0.95, n_permutations: int = 1000,
-                 seed: int = 0, neff_method: str = "bartlett", max_lag: Optional[int] = None) -> SignificanceResult:
+                 seed: int = 0, neff_method: str = "bartlett", max_lag: Optional[int] = None,
+                 variance_factor: Any = None) -> SignificanceResult:
     """p-values for the Pearson r of each column of Y (n, v) with the same column of P (n, v).
 
     test: one of :data:`TESTS` (see the module docstring for what each assumes);
@@ -542,6 +548,11 @@ def significance(Y: Any, P: Any, test: str = "effective_dof", alternative: str =
     chosen from the data, :func:`choose_block_length` with ``min_block_s``,
     ``retained_variance``), ``n_permutations``, ``seed``. Effective dof: ``neff_method``
     ("bartlett" or "lag1"), ``max_lag`` (TRs; None: 3/4 of each story's length).
+    variance_factor: (v,) or scalar >= 1, the null variance of r is that many times what the
+    test estimates with P held fixed: pooled cross-validated predictions, whose folds were
+    trained on each other's held-out data (see :mod:`encoding_core.models.cv_dependence`). The
+    effective-dof test divides ``n_eff - 1`` by it; block permutation compares the observed r
+    with the permutation null scaled by its square root; the textbook t-test ignores it.
     Returns a :class:`SignificanceResult`; its ``settings`` record every choice and warning.
     """
     if test not in TESTS:
@@ -552,18 +563,35 @@ def significance(Y: Any, P: Any, test: str = "effective_dof", alternative: str =
     segments = _segments(groups, n)
     settings: dict[str, Any] = {"test": test, "alternative": alternative, "n_trs": int(n), "n_voxels": int(n_voxels),
                                 "n_stories": len(segments), "warnings": []}
+    factor = _variance_factor(variance_factor, n_voxels)
+    if factor is not None and test != "parametric_iid":
+        settings["variance_factor"] = {"median": float(np.median(factor)), "min": float(factor.min()),
+                                       "max": float(factor.max()), "reason": "dependence between cross-validation "
+                                       "folds (each fold's model trained on the other folds' held-out data)"}
     if test == "block_permutation":
         result, n_bad = _block_permutation(y_all, p_all, segments, groups, alternative, settings, tr_s=tr_s,
                                     block_length=block_length, min_block_s=min_block_s,
-                                    retained_variance=retained_variance, n_permutations=n_permutations, seed=seed)
+                                    retained_variance=retained_variance, n_permutations=n_permutations, seed=seed,
+                                    factor=factor)
     else:
         result, n_bad = _parametric(y_all, p_all, segments, test, alternative, settings, neff_method=neff_method,
-                                    max_lag=max_lag)
+                                    max_lag=max_lag, factor=factor if test == "effective_dof" else None)
     settings["n_unusable_voxels"] = n_bad
     if n_bad:
         _warn(settings, f"{n_bad} of {n_voxels} voxels are constant or hold NaN/inf in Y or P; their r is 0 and "
                         "p is 1.")
     return result
+
+
+def _variance_factor(value: Any, n_voxels: int) -> Optional[np.ndarray]:
+    """The null-variance factor as a (v,) float64 array (None when not given); refuses values below 0 or NaN."""
+    if value is None:
+        return None
+    factor = np.broadcast_to(np.asarray(value, dtype=np.float64), (n_voxels,)).copy()
+    if not np.all(np.isfinite(factor)) or np.any(factor <= 0):
+        raise InputError("variance_factor must be positive and finite (one value, or one per voxel); got "
+                         f"min {np.nanmin(factor) if factor.size else 'n/a'}.")
+    return factor
 
 
 def _warn(settings: dict, message: str) -> None:
@@ -572,7 +600,8 @@ def _warn(settings: dict, message: str) -> None:
 
 
 def _parametric(y_all: np.ndarray, p_all: np.ndarray, segments: list, test: str, alternative: str,
-                settings: dict, neff_method: str, max_lag: Optional[int]) -> tuple[SignificanceResult, int]:
+                settings: dict, neff_method: str, max_lag: Optional[int],
+                factor: Optional[np.ndarray] = None) -> tuple[SignificanceResult, int]:
     """The t-tests (effective_dof, parametric_iid) -> (result, number of unusable voxels)."""
     n, n_voxels = y_all.shape
     corrected = test == "effective_dof"
@@ -588,7 +617,10 @@ def _parametric(y_all: np.ndarray, p_all: np.ndarray, segments: list, test: str,
         r[cols] = np.clip((yz * pz).sum(axis=0) / n, -1.0, 1.0)
         ok_all[cols] = ok
         if corrected:
-            n_eff[cols] = np.where(ok, _neff_block(yz, pz, segments, neff_method, story_lags), n)
+            block_neff = _neff_block(yz, pz, segments, neff_method, story_lags)
+            if factor is not None:  # Var(r) = (n_eff - 1)^-1 grows by the factor
+                block_neff = 1.0 + (block_neff - 1.0) / factor[cols]
+            n_eff[cols] = np.where(ok, block_neff, n)
             if len(segments) > 1:  # share of Y's variance in its story means (0 when z-scored per story)
                 means = np.stack([yz[a:b].mean(axis=0) * math.sqrt(b - a) for a, b in segments])
                 between[cols] = (means * means).sum(axis=0) / n
@@ -636,7 +668,8 @@ def _parametric(y_all: np.ndarray, p_all: np.ndarray, segments: list, test: str,
 
 def _block_permutation(y_all: np.ndarray, p_all: np.ndarray, segments: list, groups: Any, alternative: str,
                        settings: dict, tr_s: float, block_length: Optional[int], min_block_s: float,
-                       retained_variance: float, n_permutations: int, seed: int) -> tuple[SignificanceResult, int]:
+                       retained_variance: float, n_permutations: int, seed: int,
+                       factor: Optional[np.ndarray] = None) -> tuple[SignificanceResult, int]:
     """The block permutation test -> (result, number of unusable voxels)."""
     n, n_voxels = y_all.shape
     if int(n_permutations) != n_permutations or n_permutations < 1:
@@ -681,7 +714,8 @@ def _block_permutation(y_all: np.ndarray, p_all: np.ndarray, segments: list, gro
                          f"no p-value can fall below {smallest_p:.3f}: block permutation cannot test at 5 % here. Use "
                          f"test='effective_dof' (or, knowingly, a shorter block_length / min_block_s).")
     orders, exhaustive = _block_orders(n_blocks, n_permutations, seed)
-    r, counts, ok, null_max, histogram = _permutation_pass(y_all, p_all, starts, length, orders, alternative)
+    r, counts, ok, null_max, histogram = _permutation_pass(y_all, p_all, starts, length, orders, alternative,
+                                                           None if factor is None else np.sqrt(factor))
     if exhaustive:  # the identity order is among the orders: exact randomisation p-value
         p = counts / len(orders)
     else:
@@ -724,6 +758,14 @@ def planned_settings(test: str = "effective_dof", alternative: str = "greater", 
             "n_permutations": int(n_permutations)}
 
 
+def _factor_text(settings: dict, what: str) -> str:
+    factor = settings.get("variance_factor")
+    if not factor:
+        return ""
+    scale = factor["median"] if what == "null variance" else math.sqrt(factor["median"])
+    return f"; {what} x {scale:.2f} (median) for the dependence between cross-validation folds"
+
+
 def describe_test(settings: dict) -> str:
     """The human label of a test from its recorded ``settings`` (as in SignificanceResult.settings,
     or :func:`planned_settings` before a run).
@@ -742,7 +784,8 @@ def describe_test(settings: dict) -> str:
         within = ", within stories" if settings.get("blocks_within_stories") else ""
         count = (f"all {settings['n_permutations']} block orders" if settings.get("exhaustive")
                  else f"{settings['n_permutations']} permutations")
-        return f"block permutation ({settings['block_length']}-TR blocks, {source}{within}), {side}, {count}"
+        return (f"block permutation ({settings['block_length']}-TR blocks, {source}{within}"
+                f"{_factor_text(settings, 'null r')}), {side}, {count}")
     if test == "effective_dof":
         if settings.get("neff_method") == "lag1":
             how = "lag-1 autocorrelations, n(1 - rYrP)/(1 + rYrP)"
@@ -753,7 +796,8 @@ def describe_test(settings: dict) -> str:
         if planned:
             return f"t-test with autocorrelation-corrected degrees of freedom ({how}), {side}"
         median = settings["n_eff"]["median"]
-        return (f"t-test with autocorrelation-corrected degrees of freedom ({how}; median effective sample size "
+        return (f"t-test with autocorrelation-corrected degrees of freedom ({how}"
+                f"{_factor_text(settings, 'null variance')}; median effective sample size "
                 f"{median:.0f} of {settings['n_trs']} TRs), {side}")
     if test == "parametric_iid":
         dof = "n - 2" if planned else settings["n_trs"] - 2
