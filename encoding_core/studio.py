@@ -412,6 +412,12 @@ def alpha_summary(metrics: Mapping[str, Any]) -> Optional[dict[str, Any]]:
     return dict(diagnostics) if isinstance(diagnostics, Mapping) else None
 
 
+def _is_demo_run(run: Any) -> bool:
+    """The SIMULATED demo (its planted regions are the ground truth): simulated and assembly path "demo"."""
+    return bool(run.simulated) and str(run.config.assembly.path).strip().lower() == "demo" and \
+        int(run.meta.get("n_voxels", 20484) or 20484) == 20484
+
+
 def region_masks_for_run(run: Any) -> tuple[Optional[dict[str, np.ndarray]], str]:
     """({region: (n_voxels,) bool} or None, source or why none) for a run's per-region table.
 
@@ -420,7 +426,7 @@ def region_masks_for_run(run: Any) -> tuple[Optional[dict[str, np.ndarray]], str
     """
     meta_voxels = int(run.meta.get("n_voxels", 0) or 0)
     space = run.space()
-    if str(run.config.assembly.path).strip().lower() == "demo":
+    if _is_demo_run(run):
         from encoding_core.demo.evaluate import planted_region_masks
 
         return planted_region_masks(), "the planted regions of the SIMULATED demo"
@@ -455,7 +461,7 @@ def region_rows(run: Any) -> tuple[list[dict[str, Any]], str]:
 
 def demo_ground_truth_rows(run: Any) -> list[dict[str, Any]]:
     """Per layer, significant vertices, precision and recall per planted region (demo runs only)."""
-    if str(run.config.assembly.path).strip().lower() != "demo":
+    if not _is_demo_run(run):
         return []
     from encoding_core.demo.evaluate import ground_truth_table
 
