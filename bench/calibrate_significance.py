@@ -12,6 +12,14 @@ different outer folds).
 Power: Y = r P~ + sqrt(1 - r^2) N within each story, with P~ the unit-variance prediction and N an
 AR(1)(phi) noise, so the population correlation is r.
 
+Refitted cross-validation ("all stories (CV)"): the tables above draw P independently per story.
+Real pooled CV predictions are not independent: each fold's ridge model trained on the other
+folds' held-out data, so fold k's prediction carries fold j's noise and vice versa. The last
+table refits leave-one-story-out ridge on null data (Y: AR(1) noise; X: 200 AR(1)(0.8)
+features, half of their variance shared by all stories, z-scored per story) through
+``encoding_core.models.fitting.fit_cross_validated`` and reports the default test with the
+cross-fold correction (``encoding_core.models.cv_dependence``) and without it.
+
 Lengths: a short demo story (37 TRs), the demo's held-out story (fox_and_goat, 46 TRs after the
 preset's [5:-4] trimming), the demo's pooled CV series (its six stories: 37+34+37+34+40+46 = 228
 TRs), LeBel's test story (wheretheressmoke, 251 TRs) and a pooled LeBel CV series (10 stories of
@@ -271,6 +279,41 @@ def alternatives_table(rng: np.random.Generator, n_voxels: int, n_permutations: 
     return rows
 
 
+def refit_cv_table(rng: np.random.Generator, n_voxels: int, fast: bool) -> list[dict]:
+    """Null false-positive rates of pooled leave-one-story-out ridge predictions, with and without
+    the cross-fold correction (rates at p <= 0.05, one-sided, the default effective-dof test)."""
+    from encoding_core.config import RidgeConfig, StatsConfig
+    from encoding_core.models import cv_dependence
+    from encoding_core.models.fitting import fit_cross_validated
+
+    rows = []
+    lengths = [("demo pooled CV, 6 stories, 228 TRs", DEMO_STORY_TRS)]
+    if not fast:
+        lengths.append(("LeBel-like pooled CV, 10 x 300 TRs", [300] * 10))
+    ridge = RidgeConfig(alphas=[0.1, 1.0, 10.0, 100.0, 1000.0], mode="cv", n_inner_folds=3, chunk_length=10)
+    original = cv_dependence.variance_factor
+    for name, stories in lengths:
+        for phi in ((0.4, 0.8) if fast else (0.4, 0.6, 0.8)):
+            n_features = 200
+            shared = ar1(rng, max(stories), n_features, 0.8)
+            X = np.concatenate([_z(0.7 * shared[:size] + 0.7 * ar1(rng, size, n_features, 0.8))
+                                for size in stories]).astype(np.float32)
+            Y = np.concatenate([_z(ar1(rng, size, n_voxels, phi)) for size in stories]).astype(np.float32)
+            groups = np.repeat(np.arange(len(stories)), stories)
+            corrected = fit_cross_validated(X, Y, groups, ridge, StatsConfig(n_permutations=0))
+            cv_dependence.variance_factor = lambda *args, **kwargs: np.ones(n_voxels)
+            try:
+                naive = fit_cross_validated(X, Y, groups, ridge, StatsConfig(n_permutations=0))
+            finally:
+                cv_dependence.variance_factor = original
+            factor = corrected.metrics["significance"]["variance_factor"]["median"]
+            rows.append({"length": name, "phi_Y": phi, "median variance factor": round(factor, 2),
+                         "corrected (default)": float(np.mean(corrected.arrays["p_values"] <= ALPHA)),
+                         "without the correction": float(np.mean(naive.arrays["p_values"] <= ALPHA))})
+            print(f"  refit CV {name} phi={phi}: {rows[-1]}", flush=True)
+    return rows
+
+
 def _cell(entry: dict, n_voxels: int) -> str:
     if entry.get("rate") is None:
         return "refused"
@@ -285,7 +328,7 @@ def _cell(entry: dict, n_voxels: int) -> str:
 def _format(key: str, value) -> str:
     if value is None:
         return "refused"
-    if isinstance(value, float) and key != "phi":
+    if isinstance(value, float) and key not in ("phi", "phi_Y", "median variance factor"):
         return f"{100 * value:.1f}"
     return str(value)
 
@@ -331,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                                       for k, v in tests.items()), flush=True)
     alternatives = [] if fast else alternatives_table(np.random.default_rng(7), n_voxels, n_permutations)
     neff_variants = [] if fast else neff_variants_table(np.random.default_rng(8), 4 * n_voxels)
+    refit_cv = refit_cv_table(np.random.default_rng(9), n_voxels, fast)
     elapsed = time.perf_counter() - started
     header = (f"# Significance calibration ({'fast' if fast else 'full'}): {n_voxels} simulated voxels per "
               f"condition (half for 3000 TRs), {n_permutations} permutations, rate = share of p <= {ALPHA}, "
@@ -339,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     for effect in effects:
         title = ("False-positive rate (%) on null data" if effect == 0 else f"Power (%) at true r = {effect}")
         report += [markdown(tables[effect], n_voxels, title), ""]
-    for title, table in (("Permutation schemes considered", alternatives),
+    for title, table in (("Refitted leave-one-story-out ridge, pooled held-out predictions", refit_cv),
+                         ("Permutation schemes considered", alternatives),
                          ("Effective-dof estimators considered", neff_variants)):
         if not table:
             continue
@@ -360,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        "n_permutations": n_permutations,
                                                        "tables": {str(k): v for k, v in tables.items()},
                                                        "alternatives": alternatives, "neff_variants": neff_variants,
+                                                       "refit_cv": refit_cv,
                                                        "timings_s": timings},
                                                       indent=1))
     return 0

@@ -370,8 +370,9 @@ def fallback_caption(metrics: Mapping[str, Any], config: Optional[ExperimentConf
     head = f"No voxel survives {fdr_label(metrics, config)} in this layer"
     rule = metrics.get("fallback_threshold")
     if isinstance(rule, Mapping) and rule.get("available"):
+        caveats = "".join(f" Note: {w}" for w in rule.get("warnings") or [])
         return float(rule["r_threshold"]), (f"{head}. The map shows {rule['label']}: voxels above it are "
-                                            "significant with that family-wise error rate.")
+                                            f"significant with that family-wise error rate.{caveats}")
     if isinstance(rule, Mapping):
         return None, (f"{head}, and no threshold could be derived from a permutation null: {rule.get('reason')} "
                       "The map shows every voxel at or above the minimum r you choose (not a significance "

@@ -70,6 +70,20 @@ Tests (``test=``):
     The textbook t-test with n - 2 degrees of freedom (``scipy.stats.pearsonr``). Assumes
     independent TRs; kept for comparison and labelled so.
 
+Pooled cross-validated predictions (``variance_factor``): when the held-out predictions of
+several folds are pooled, each fold's model trained on the others' held-out data, so the
+folds' cross-products are correlated under H0 and the null variance of r is larger than any
+fixed-P estimate here (about twice, for ridge: see :mod:`encoding_core.models.cv_dependence`).
+The caller passes that factor per voxel. Measured on refitted leave-one-story-out ridge at the
+demo's lengths: 8.8-10.2 % false positives at a nominal 5 % without it, 3.8-4.8 % with it
+(bench/calibrate_significance.py); on the demo's vertices outside every planted region, 10-11 %
+without it and 3.4-4.4 % with it.
+
+Considered and rejected: estimating Y's autocorrelation from its residual on P (which would
+keep a planted signal, as smooth as P, from inflating the null variance under H1) made the
+test liberal on null data (the calibration test's sizes, 37-251 TRs): 7.5-13.6 % at a nominal
+5 % for phi 0.9 and 6.5-8.6 % for FIR-smoothed predictions at phi 0.5.
+
 Every test is one-sided (H1: r > 0) by default, ``alternative="two-sided"`` for |r|.
 Constant or non-finite voxels get r = 0 and p = 1 (counted in a warning). Memory is bounded:
 voxels are processed in blocks and permutations in batches (PERMUTATION_BATCH_ELEMENTS).

@@ -96,3 +96,26 @@ def test_setup_caption_follows_the_chosen_test(studio):
     config = at.session_state["experiment_config"]
     assert (config.stats.test, config.stats.alternative, config.stats.block_length) == (
         "block_permutation", "two-sided", 12)
+
+
+def test_fallback_threshold_comes_from_the_permutation_null_and_the_page_says_so(studio):
+    from encoding_core.experiment.runstore import RunStore
+    from encoding_core.stats.significance import fallback_threshold, significance
+
+    run_id = make_tested_run(studio / "results", "effective_dof", "greater", seed=5, signal=0.0)
+    run = RunStore(studio / "results").load(run_id)
+    metrics = run.metrics(0)
+    assert metrics["n_significant"] == 0
+    rule = metrics["fallback_threshold"]
+    assert rule["available"] and rule["statistic"] == "max" and rule["percentile"] == 95.0
+    # the same null drawn directly (same data, settings and seed) gives the same threshold
+    gen = np.random.default_rng(5)
+    P = gen.standard_normal((120, N_FSAVERAGE5)).astype(np.float32)
+    Y = gen.standard_normal((120, N_FSAVERAGE5)).astype(np.float32)
+    direct = fallback_threshold(significance(Y, P, test="block_permutation", n_permutations=200, seed=0))
+    assert rule["r_threshold"] == direct["r_threshold"] and rule["label"] == direct["label"]
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+    assert rule["label"] in texts(at.caption) and "No voxel survives" in texts(at.caption)
+    assert at.slider(key="min_r").value == round(rule["r_threshold"], 2)  # not a fixed 0.1
