@@ -49,10 +49,8 @@ from encoding_core.features.models import model_facts
 logger = logging.getLogger(__name__)
 
 DEMO_PRESETS = ("full", "tiny")
-"""``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers and
-trimming, but three stories (two to train, the test story) and a 2.5 s stride;
-permutations kept (fewer would make FDR significance over 20k vertices unreachable: the
-smallest permutation p-value is 1 / (n_permutations + 1)). A real, smaller run."""
+"""``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers, trimming
+and statistics, but three stories and a 2.5 s stride. A real, smaller run."""
 TINY_STRIDE_S = 2.5
 
 
@@ -80,8 +78,8 @@ def copy_assembly(assembly: Assembly) -> Assembly:
 def demo_preset_config(base: ExperimentConfig, preset: Optional[str] = None) -> ExperimentConfig:
     """The demo's config for a preset (default from ``ENCODING_STUDIO_DEMO_PRESET``, else ``full``).
 
-    ``tiny`` keeps two training stories and the test story and a 2.5 s stride; everything
-    else (model, layers, trimming, permutations) is unchanged.
+    ``tiny`` keeps three stories (the first two and the test story) and a 2.5 s stride;
+    everything else (model, layers, trimming, statistics) is unchanged.
     """
     preset = (preset or os.environ.get("ENCODING_STUDIO_DEMO_PRESET") or "full").strip().lower()
     if preset not in DEMO_PRESETS:

@@ -19,6 +19,7 @@ from encoding_core.studio import (
     demo_config,
     describe_planned_test,
     downsample_kernel,
+    fdr_label,
     experiment_to_script,
     trimming_preview,
 )
@@ -138,7 +139,7 @@ stats.block_length = None if block is None else int(block)
 stats.fdr_q = float(c3.number_input("Benjamini–Hochberg FDR q", 0.001, 0.5, float(stats.fdr_q), step=0.01,
                                     format="%.3f", key="fdr_q"))
 with common.user_errors("Describing the test"):
-    st.caption(f"p-values: {describe_planned_test(cfg)}; correction: Benjamini–Hochberg FDR q = {stats.fdr_q:g}.")
+    st.caption(f"p-values: {describe_planned_test(cfg)}; correction: {fdr_label({}, cfg)}.")
 
 st.subheader("Export")
 cfg.name = st.text_input("Experiment name", value=cfg.name, key="experiment_name")
