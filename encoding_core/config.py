@@ -20,7 +20,8 @@ REFERENCE_ALPHAS = [float(a) for a in np.logspace(-1, 8, 10)]
 DOWNSAMPLE_METHODS = ("rect", "lanczos", "sinc", "average", "sum", "last")
 POOL_METHODS = ("last", "mean", "last_padded", "mean_padded")
 PRECISIONS = ("fp32", "fp16", "bf16")
-FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story")
+FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story",
+              "chunked_contiguous", "chunked_trimmed", "kfold_trimmed", "timeseries", "group")
 MODES = ("train_test", "cv")
 
 
@@ -100,7 +101,8 @@ class RidgeConfig:
     mode: ``train_test`` (test story held out) or ``cv`` (outer folds over all stories).
     fold_type: inner folds ``chunked`` (seeded shuffled chunks of chunk_length TRs),
     ``contiguous``, ``trimmed`` (contiguous, dropping trim_size TRs around held-out
-    blocks) or ``story`` (leave one story out).
+    blocks) or ``story`` (leave one story out); also the reference's ``chunked_contiguous``,
+    ``chunked_trimmed``, ``kfold_trimmed``, ``timeseries`` and ``group`` (see ``models.folds``).
     """
 
     alphas: list[float] = field(default_factory=lambda: list(REFERENCE_ALPHAS))
