@@ -76,6 +76,19 @@ class Space:
         return "unknown space"
 
 
+def word_rate_per_tr(word_onsets: Any, words: Any, tr_times: Any, tr: float) -> np.ndarray:
+    """Words per TR, (n_trs, 1) float64: the words whose START lies in ``[t - tr/2, t + tr/2)`` for
+    each TR time ``t`` (seconds), i.e. within the TR when ``t`` is its midpoint. Blank words
+    (empty after stripping) are not counted, as the reference."""
+    onsets = np.asarray(word_onsets, dtype=np.float64).reshape(-1)
+    spoken = np.array([bool(str(w).strip()) for w in words], dtype=bool) if len(onsets) else np.zeros(0, bool)
+    starts = np.sort(onsets[spoken])
+    times = np.asarray(tr_times, dtype=np.float64).reshape(-1)
+    half = float(tr) / 2.0
+    counts = np.searchsorted(starts, times + half, side="left") - np.searchsorted(starts, times - half, side="left")
+    return counts.astype(np.float64)[:, None]
+
+
 @dataclass
 class Story:
     """One story (one fMRI run) of an assembly.
@@ -267,6 +280,19 @@ class Assembly:
 
     def get_validation_method(self) -> str:
         return "outer"
+
+    def get_word_rates(self) -> list[np.ndarray]:
+        """Words per TR of every story, each (n_tr_times, 1): see :func:`word_rate_per_tr`."""
+        return [word_rate_per_tr(s.word_onsets, s.words, s.tr_times, self.tr) for s in self.stories_list]
+
+    def get_coord(self, name: str) -> np.ndarray:
+        """The reference's per-stimulus coordinates, one entry per word of every story in order:
+        ``story_id`` (the story name) or ``stimulus_id`` (0, 1, ... within each story)."""
+        if name == "story_id":
+            return np.array([s.name for s in self.stories_list for _ in s.stimuli], dtype=object)
+        if name == "stimulus_id":
+            return np.concatenate([np.arange(len(s.stimuli)) for s in self.stories_list]).astype(np.int64)
+        raise KeyError(f"Unknown coordinate {name!r}; the assembly has 'story_id' and 'stimulus_id'.")
 
     @property
     def is_volume(self) -> bool:

@@ -182,23 +182,11 @@ class NestedCVModel:
             raise InputError(f"features has {X.shape[0]} rows but targets has {Y.shape[0]}; they must be the same TRs.")
         if (X_test is None) != (y_test is None):
             raise InputError("X_test and y_test go together: pass both (train/test mode) or neither (full CV).")
-        base = self.ridge_config
-        kind = base.fold_type if folding_type is None else _fold_kind(folding_type)
-        ridge = dataclasses.replace(
-            base, fold_type=kind,
-            n_outer_folds=base.n_outer_folds if n_outer_folds is None else _positive_int(n_outer_folds, "n_outer_folds"),
-            n_inner_folds=base.n_inner_folds if n_inner_folds is None else _positive_int(n_inner_folds, "n_inner_folds"),
-            chunk_length=base.chunk_length if chunk_length is None else _positive_int(chunk_length, "chunk_length"),
-            alphas=list(base.alphas) if alphas is None else [float(a) for a in np.asarray(alphas, dtype=float).ravel()],
-            single_alpha=base.single_alpha if single_alpha is None else bool(single_alpha),
-            normalpha=base.normalpha if normalpha is None else bool(normalpha),
-            device=base.device if use_gpu is None else resolve_device(bool(use_gpu)),
-            save_weights=True)
-        fdr_q = self.stats_config.fdr_q if alpha_fdr is None else float(alpha_fdr)
-        if not 0 < fdr_q < 1:
-            raise InputError(f"alpha_fdr must be between 0 and 1 (e.g. 0.05); got {alpha_fdr!r}.")
-        stats = dataclasses.replace(self.stats_config, fdr_q=fdr_q,
-                                    n_permutations=self.stats_config.n_permutations if self.permutations_requested else 0)
+        ridge, stats = self.resolve_settings(folding_type=folding_type, n_outer_folds=n_outer_folds,
+                                             n_inner_folds=n_inner_folds, chunk_length=chunk_length, alphas=alphas,
+                                             alpha_fdr=alpha_fdr, use_gpu=use_gpu, single_alpha=single_alpha,
+                                             normalpha=normalpha)
+        kind, fdr_q = ridge.fold_type, stats.fdr_q
         del singcutoff  # documented above: nothing to cut in our solver
         group_array = None if groups is None else np.asarray(groups)
         if group_array is not None and group_array.shape != (X.shape[0],):
@@ -231,6 +219,31 @@ class NestedCVModel:
         metrics = self._reference_metrics(result)
         weights = np.asarray(result.weights, dtype=np.float32)
         return metrics, weights, np.asarray(result.arrays["best_alphas"])
+
+    def resolve_settings(self, folding_type: Optional[str] = None, n_outer_folds: Optional[int] = None,
+                         n_inner_folds: Optional[int] = None, chunk_length: Optional[int] = None,
+                         alphas: Optional[Sequence[float]] = None, alpha_fdr: Optional[float] = None,
+                         use_gpu: Optional[bool] = None, single_alpha: Optional[bool] = None,
+                         normalpha: Optional[bool] = None, **ignored: Any) -> tuple[RidgeConfig, StatsConfig]:
+        """The RidgeConfig and StatsConfig a ``fit_predict`` call with these keywords runs with
+        (None = the constructor's setting). Other keywords are ignored here."""
+        base = self.ridge_config
+        ridge = dataclasses.replace(
+            base, fold_type=base.fold_type if folding_type is None else _fold_kind(folding_type),
+            n_outer_folds=base.n_outer_folds if n_outer_folds is None else _positive_int(n_outer_folds, "n_outer_folds"),
+            n_inner_folds=base.n_inner_folds if n_inner_folds is None else _positive_int(n_inner_folds, "n_inner_folds"),
+            chunk_length=base.chunk_length if chunk_length is None else _positive_int(chunk_length, "chunk_length"),
+            alphas=list(base.alphas) if alphas is None else [float(a) for a in np.asarray(alphas, dtype=float).ravel()],
+            single_alpha=base.single_alpha if single_alpha is None else bool(single_alpha),
+            normalpha=base.normalpha if normalpha is None else bool(normalpha),
+            device=base.device if use_gpu is None else resolve_device(bool(use_gpu)),
+            save_weights=True)
+        fdr_q = self.stats_config.fdr_q if alpha_fdr is None else float(alpha_fdr)
+        if not 0 < fdr_q < 1:
+            raise InputError(f"alpha_fdr must be between 0 and 1 (e.g. 0.05); got {alpha_fdr!r}.")
+        stats = dataclasses.replace(self.stats_config, fdr_q=fdr_q,
+                                    n_permutations=self.stats_config.n_permutations if self.permutations_requested else 0)
+        return ridge, stats
 
     @staticmethod
     def _reference_metrics(result: Any) -> dict[str, Any]:
