@@ -106,7 +106,7 @@ def save_tiny_gpt2(folder: Path, vocab=TINY_VOCAB, seed: int = 0, n_layer: int =
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", pad_token="<pad>",
                                         unk_token="<unk>")
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(table), n_positions=128, n_embd=n_embd, n_layer=n_layer, n_head=2,
+    config = GPT2Config(vocab_size=len(table), n_positions=320, n_embd=n_embd, n_layer=n_layer, n_head=2,
                         bos_token_id=0, eos_token_id=0, pad_token_id=1)
     folder.mkdir(parents=True, exist_ok=True)
     GPT2LMHeadModel(config).eval().save_pretrained(folder)
