@@ -31,8 +31,8 @@ from encoding_core.common.errors import EncodingCoreError
 from encoding_core.common.paths import (StudioDirs, check_upload_size, load_settings, resolve_user_path,
                                         safe_upload_name, studio_dirs)
 from encoding_core.common.storage import atomic_write_bytes
-from encoding_core.config import (DEFAULT_MODEL, DOWNSAMPLE_METHODS, FOLD_TYPES, MODES, POOL_METHODS,
-                                  PRECISIONS, REFERENCE_ALPHAS, FeatureConfig)
+from encoding_core.config import (CONTEXT_TYPES, DEFAULT_MODEL, DOWNSAMPLE_METHODS, FOLD_TYPES, MODALITIES, MODES,
+                                  OOV_HANDLING, POOL_METHODS, PRECISIONS, REFERENCE_ALPHAS, FeatureConfig)
 from encoding_core.demo.preset import demo_config
 from encoding_core.demo.simulate import ground_truth_maps
 from encoding_core.downsample.downsampling import downsample_kernel
@@ -41,10 +41,27 @@ from encoding_core.experiment.export import experiment_to_script
 from encoding_core.experiment.jobs import JobManager
 from encoding_core.experiment.runstore import RunStore
 from encoding_core.features.cache import clear_cache, is_cached, list_cache_entries
-from encoding_core.features.cost import estimate_cost
+from encoding_core.features.cost import MODALITY_NEEDS, estimate_cost, estimate_word_feature_cost
 from encoding_core.features.models import model_facts
 
 logger = logging.getLogger(__name__)
+
+MODALITY_LABELS = {"speech": "Speech model", "wordrate": "Word rate", "embeddings": "Word embeddings",
+                   "language_model": "Language model", "custom": "Custom arrays"}
+"""How the app names each feature modality."""
+
+
+def language_model_facts(model_name: str) -> dict[str, Any]:
+    """Layers, width, parameters and kind of a causal LM (from its config; no weights read)."""
+    from encoding_core.features.language_model import language_model_facts as facts
+
+    return facts(model_name)
+
+
+def custom_feature_files(folder: str, stories: Sequence[str]) -> list[dict[str, Any]]:
+    """Per story: does ``<folder>/<story>.npz`` exist (the custom modality's files)."""
+    return [{"story": name, "file": f"{name}.npz", "found": os.path.isfile(os.path.join(folder, f"{name}.npz"))}
+            for name in stories]
 
 DEMO_PRESETS = ("full", "tiny")
 """``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers and
@@ -257,6 +274,8 @@ def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 __all__ = [
+    "CONTEXT_TYPES", "custom_feature_files", "estimate_word_feature_cost", "language_model_facts",
+    "MODALITIES", "MODALITY_LABELS", "MODALITY_NEEDS", "OOV_HANDLING",
     "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "check_upload_size", "ChecklistStep",
     "clear_cache", "copy_assembly", "DEFAULT_MODEL", "demo_config", "demo_preset_config", "DEMO_PRESETS",
     "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError", "estimate_cost", "experiment_checklist",
