@@ -96,17 +96,20 @@ class NestedCVModel:
     ``fit_predict`` uses the reference's parametric p-values, and the experiment pipeline our
     default of 1000), block_length (TRs), fdr_q (the FDR level, the reference's ``alpha_fdr``).
     save_weights: keep the weights in the run store (``fit_predict`` always returns them).
+    outer_fold_type: outer folds of CV mode; None follows ``folding_type`` (the reference);
+    ``"contiguous"`` / ``"story"`` give the experiment pipeline's outer folds (exported scripts).
     """
 
     def __init__(self, model_name: str = "ridge_regression", alphas: Optional[Sequence[float]] = None,
                  n_splits: int = 5, chunk_length: int = 20, normalpha: bool = True, single_alpha: bool = False,
                  fold_type: str = "chunked", trim_size: int = 5, n_outer_folds: int = 5, seed: int = 0,
                  device: str = "cpu", n_permutations: Optional[int] = None, block_length: int = 10,
-                 fdr_q: float = 0.05, save_weights: bool = False) -> None:
+                 fdr_q: float = 0.05, save_weights: bool = False, outer_fold_type: Optional[str] = None) -> None:
         if model_name != "ridge_regression":
             logger.info("NestedCVModel(model_name=%r): the name is stored; the model is ridge regression with "
                         "nested cross-validation, as in the reference.", model_name)
         self.model_name = str(model_name)
+        self.outer_fold_type = None if outer_fold_type is None else _fold_kind(outer_fold_type)
         self.permutations_requested = n_permutations is not None and int(n_permutations) > 0
         self.ridge_config = RidgeConfig(
             alphas=[float(a) for a in (REFERENCE_ALPHAS if alphas is None else alphas)], normalpha=bool(normalpha),
@@ -206,7 +209,8 @@ class NestedCVModel:
         else:
             if group_array is None:
                 group_array = np.zeros(X.shape[0], dtype=int)
-            result = fit_cross_validated(X, Y, group_array, ridge, stats, outer_kind=kind, score=score,
+            outer = self.outer_fold_type or kind
+            result = fit_cross_validated(X, Y, group_array, ridge, stats, outer_kind=outer, score=score,
                                          normalize_features=normalize_features,
                                          normalize_targets=normalize_targets, mean_weights=True)
             fold_alphas = result.arrays["fold_best_alphas"]

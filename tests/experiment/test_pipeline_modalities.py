@@ -93,3 +93,16 @@ def test_a_missing_vector_file_fails_before_any_work(tmp_path):
     config.features.vector_path = str(tmp_path / "nope.bin")
     with pytest.raises(ConfigError, match="does not exist"):
         run_experiment(config)
+
+
+def test_an_exported_wordrate_script_reproduces_the_app_run(tmp_path, monkeypatch):
+    from encoding_core.experiment.export import experiment_to_script
+
+    config = base_config(tmp_path, "wordrate")
+    config.stats.n_permutations = 0
+    app_run = RunStore(config.results_dir).load(run_experiment(config))
+    script = experiment_to_script(config)
+    assert "modality='wordrate'" in script
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(script, "exported.py", "exec"), namespace)
+    np.testing.assert_allclose(namespace["metrics"]["correlations"], app_run.arrays(0)["correlations"], atol=1e-5)
