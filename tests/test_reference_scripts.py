@@ -224,3 +224,34 @@ def test_language_model_tutorial_runs(tmp_path, monkeypatch):
     recorded = run.load(metrics["run_id"]).config.features
     assert (recorded.modality, recorded.lookback, recorded.last_token) == ("language_model", 16, True)
     assert list((tmp_path / "cache_language_model" / "lm_features").iterdir())
+
+
+def test_cv_mode_trainer_with_reference_cv_trimming_keys_and_story_selection(tmp_path):
+    from encoding_core.assembly.assembly_loader import load_assembly
+    from encoding_core.downsample.downsampling import Downsampler
+    from encoding_core.experiment.runstore import RunStore
+    from encoding_core.features.factory import FeatureExtractorFactory
+    from encoding_core.models.nested_cv import NestedCVModel
+    from encoding_core.trainer import AbstractTrainer
+
+    lebel_like_pickle(tmp_path / "a.pkl")
+    assembly = load_assembly(tmp_path / "a.pkl")
+    extractor = FeatureExtractorFactory.create_extractor("wordrate", "wordrate", {})
+    common = dict(assembly=assembly, feature_extractors=[extractor], downsampler=Downsampler(),
+                  model=NestedCVModel("ridge_regression"), fir_delays=[1, 2, 3, 4],
+                  trimming_config={"features_start": 10, "features_end": -5, "targets_start": 0, "targets_end": None},
+                  logger_backend="local", results_dir=str(tmp_path / "results"))
+    trainer = AbstractTrainer(**common, story_selection=["story0", "story1", "story2"])
+    assert trainer.use_train_test_split is False  # the reference's default: full CV
+    metrics = trainer.train(folding_type="group", n_outer_folds=3, n_inner_folds=2, use_gpu=False)
+    assert metrics["n_outer_folds"] == 3 and metrics["n_pooled_trs"] == 3 * 95
+    assert {"majority_significant_mask", "n_majority_significant", "percent_majority_significant"} <= set(metrics)
+    assert np.asarray(metrics["correlations"])[:5].min() > 0.5
+    run = RunStore(tmp_path / "results").load(metrics["run_id"])
+    assert run.config.alignment.trimming.train_features_start == 10 and run.config.ridge.mode == "cv"
+    single = AbstractTrainer(**common, story_selection=4)  # 1-based: the fourth story
+    assert single.stories_to_process == ["story3"]
+    metrics = single.train(folding_type="chunked", chunk_length=10, use_gpu=False)
+    assert metrics["n_trs"] == 105
+    with pytest.raises(Exception, match="Unknown trimming_config key"):
+        AbstractTrainer(**{**common, "trimming_config": {"features_strat": 10}})
