@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,8 @@ def wandb_records(path: Path) -> list:
             pos += block - pos % block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if length == 0 and kind == 0:
-            break
+        if (length == 0 and kind == 0) or pos + 7 + length > len(data):
+            break  # the end, or a chunk still being written
         pending += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a full record, or the last chunk of one
@@ -72,8 +73,13 @@ def test_wandb_runs_offline_and_its_run_folder_holds_the_metrics(tmp_path, monke
     assert run_dir.parent == tmp_path / "wandb" and run_dir.name.startswith("offline-run-")
     assert str(run_dir) in caplog.text and "wandb sync" in caplog.text
     (run_file,) = run_dir.glob("run-*.wandb")
+    deadline = time.monotonic() + 60  # wandb-core may still be flushing its writer when finish() returns
+    records = wandb_records(run_file)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        records = wandb_records(run_file)
     logged = {}
-    for record in wandb_records(run_file):
+    for record in records:
         if record.WhichOneof("record_type") == "history":
             for item in record.history.item:  # a histogram arrives as nested keys (name, field)
                 path = [item.key] if item.key else list(item.nested_key)
