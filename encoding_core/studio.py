@@ -32,8 +32,8 @@ from encoding_core.common.errors import EncodingCoreError, MissingStoryFilesErro
 from encoding_core.common.paths import (StudioDirs, check_upload_size, load_settings, resolve_user_path,
                                         safe_upload_name, studio_dirs)
 from encoding_core.common.storage import atomic_write_bytes
-from encoding_core.config import (DEFAULT_MODEL, DOWNSAMPLE_METHODS, FOLD_TYPES, MODES, POOL_METHODS,
-                                  PRECISIONS, REFERENCE_ALPHAS, FeatureConfig)
+from encoding_core.config import (CONTEXT_TYPES, DEFAULT_MODEL, DOWNSAMPLE_METHODS, FOLD_TYPES, MODALITIES, MODES,
+                                  OOV_HANDLING, POOL_METHODS, PRECISIONS, REFERENCE_ALPHAS, FeatureConfig)
 from encoding_core.demo.preset import demo_config
 from encoding_core.demo.simulate import ground_truth_maps
 from encoding_core.downsample.downsampling import downsample_kernel
@@ -42,10 +42,27 @@ from encoding_core.experiment.export import experiment_to_script
 from encoding_core.experiment.jobs import JobManager
 from encoding_core.experiment.runstore import RunStore
 from encoding_core.features.cache import clear_cache, is_cached, list_cache_entries
-from encoding_core.features.cost import estimate_cost
+from encoding_core.features.cost import MODALITY_NEEDS, estimate_cost, estimate_word_feature_cost
 from encoding_core.features.models import model_facts
 
 logger = logging.getLogger(__name__)
+
+MODALITY_LABELS = {"speech": "Speech model", "wordrate": "Word rate", "embeddings": "Word embeddings",
+                   "language_model": "Language model", "custom": "Custom arrays"}
+"""How the app names each feature modality."""
+
+
+def language_model_facts(model_name: str) -> dict[str, Any]:
+    """Layers, width, parameters and kind of a causal LM (from its config; no weights read)."""
+    from encoding_core.features.language_model import language_model_facts as facts
+
+    return facts(model_name)
+
+
+def custom_feature_files(folder: str, stories: Sequence[str]) -> list[dict[str, Any]]:
+    """Per story: does ``<folder>/<story>.npz`` exist (the custom modality's files)."""
+    return [{"story": name, "file": f"{name}.npz", "found": os.path.isfile(os.path.join(folder, f"{name}.npz"))}
+            for name in stories]
 
 DEMO_PRESETS = ("full", "tiny")
 """``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers and
@@ -279,15 +296,17 @@ def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 __all__ = [
-    "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption", "check_lebel_folder",
-    "check_upload_size", "ChecklistStep", "DataCheckReport", "MissingStoryFilesError",
-    "clear_cache", "copy_assembly", "DEFAULT_MODEL", "demo_config", "demo_preset_config", "DEMO_PRESETS",
-    "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError", "estimate_cost", "experiment_checklist",
-    "experiment_to_script", "ExperimentConfig", "FeatureConfig", "FOLD_TYPES", "format_bytes",
-    "format_seconds", "ground_truth_maps", "is_cached", "JobManager", "layer_profile", "list_cache_entries",
+    "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption",
+    "check_lebel_folder", "check_upload_size", "ChecklistStep", "clear_cache", "CONTEXT_TYPES",
+    "copy_assembly", "custom_feature_files", "DataCheckReport", "DEFAULT_MODEL", "demo_config",
+    "demo_preset_config", "DEMO_PRESETS", "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError",
+    "estimate_cost", "estimate_word_feature_cost", "experiment_checklist", "experiment_to_script",
+    "ExperimentConfig", "FeatureConfig", "FOLD_TYPES", "format_bytes", "format_seconds", "ground_truth_maps",
+    "is_cached", "JobManager", "language_model_facts", "layer_profile", "list_cache_entries",
     "list_lebel_stories", "list_lebel_subjects", "load_assembly", "load_audio", "load_settings", "map_audio",
-    "model_facts", "MODES", "parse_scheduler", "per_voxel_columns", "per_voxel_csv", "per_voxel_npz",
-    "POOL_METHODS", "PRECISIONS", "REFERENCE_ALPHAS", "resolve_user_path", "RunStore", "safe_upload_name",
-    "save_assembly", "scheduler_label", "sliced_length", "studio_dirs", "StudioDirs", "TINY_STRIDE_S",
-    "trimming_preview", "TrimmingConfig", "WORKER_COLUMNS", "worker_rows",
+    "MissingStoryFilesError", "MODALITIES", "MODALITY_LABELS", "MODALITY_NEEDS", "model_facts", "MODES",
+    "OOV_HANDLING", "parse_scheduler", "per_voxel_columns", "per_voxel_csv", "per_voxel_npz", "POOL_METHODS",
+    "PRECISIONS", "REFERENCE_ALPHAS", "resolve_user_path", "RunStore", "safe_upload_name", "save_assembly",
+    "scheduler_label", "sliced_length", "studio_dirs", "StudioDirs", "TINY_STRIDE_S", "trimming_preview",
+    "TrimmingConfig", "WORKER_COLUMNS", "worker_rows",
 ]

@@ -209,6 +209,26 @@ class Story:
         starts = self.tr_times - self.tr_step / 2.0
         return np.searchsorted(self.word_onsets, starts, side="left").astype(np.int64)
 
+    def word_rate(self, tr: Optional[float] = None) -> np.ndarray:
+        """(n_tr_times, 1) float64: words per TR, the words whose START lies in the TR
+        ``[t - tr/2, t + tr/2)`` (the same words as :attr:`split_indices`). Blank words are not
+        counted. tr: seconds (default: :attr:`tr_step`). When the source gave the split indices
+        (the reference's pickle), they are used and the last TR holds the remaining words."""
+        n_words = len(self.words)
+        spoken = np.fromiter((bool(w.strip()) for w in self.words), dtype=np.int64, count=n_words)
+        counted = np.concatenate([[0], np.cumsum(spoken)])
+        if self.word_split_indices is not None:
+            starts = np.clip(self.word_split_indices.astype(np.int64), 0, n_words)
+            last_end = n_words
+        else:
+            tr = self.tr_step if tr is None else float(tr)
+            if not np.isfinite(tr) or tr <= 0:
+                raise AssemblyFormatError(f"story {self.name!r}: give the TR (seconds) to count words per TR.")
+            starts = np.searchsorted(self.word_onsets, self.tr_times - tr / 2.0, side="left")
+            last_end = int(np.searchsorted(self.word_onsets, self.tr_times[-1] + tr / 2.0, side="left"))
+        ends = np.append(starts[1:], max(last_end, int(starts[-1])))
+        return (counted[ends] - counted[starts]).astype(np.float64)[:, None]
+
 
 @dataclass
 class Assembly:
@@ -305,6 +325,19 @@ class Assembly:
 
     def get_validation_method(self) -> str:
         return "outer"
+
+    def get_word_rates(self) -> list[np.ndarray]:
+        """Words per TR of every story, each (n_tr_times, 1): see :meth:`Story.word_rate`."""
+        return [s.word_rate(self.tr) for s in self.stories_list]
+
+    def get_coord(self, name: str) -> np.ndarray:
+        """The reference's per-stimulus coordinates, one entry per word of every story in order:
+        ``story_id`` (the story name) or ``stimulus_id`` (0, 1, ... within each story)."""
+        if name == "story_id":
+            return np.array([s.name for s in self.stories_list for _ in s.stimuli], dtype=object)
+        if name == "stimulus_id":
+            return np.concatenate([np.arange(len(s.stimuli)) for s in self.stories_list]).astype(np.int64)
+        raise KeyError(f"Unknown coordinate {name!r}; the assembly has 'story_id' and 'stimulus_id'.")
 
     @property
     def is_volume(self) -> bool:
