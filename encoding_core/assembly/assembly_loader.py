@@ -33,7 +33,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
     or a LeBel (ds003020) directory.
 
     Options are passed to the specific loader: ``subject=``, ``stories=``,
-    ``test_story=``, ``mask=`` (LeBel); ``tr=`` (pickle); ``stories=`` (native);
+    ``test_story=``, ``mask=``, ``surfaces=`` (LeBel); ``tr=`` (pickle); ``stories=`` (native);
     ``cache_dir=``, ``seed=`` (demo). Raises AssemblyFormatError (or InputError) naming
     the path for unknown suffixes, missing paths and unreadable files.
     """
@@ -56,7 +56,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
         if not subject:
             subjects = list_lebel_subjects(path)
             raise InputError(f"{path} is a LeBel-layout folder; pass subject= (one of {subjects}).")
-        _check_options(str(path), options, ("stories", "test_story", "mask", "affine"))
+        _check_options(str(path), options, ("stories", "test_story", "mask", "affine", "surfaces"))
         return load_lebel(path, subject, **options)
     suffix = path.suffix.lower()
     if suffix in NATIVE_SUFFIXES:

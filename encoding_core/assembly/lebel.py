@@ -25,8 +25,9 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly.data_model import Assembly, Space, Story
+from encoding_core.assembly.data_model import Assembly, Story
 from encoding_core.assembly.cleaning import clean_brain_data, record_zeroed_columns
+from encoding_core.assembly.lebel_pycortex import lebel_space
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, TextGridError
 from encoding_core.assembly.textgrid import read_words
 
@@ -128,13 +129,15 @@ def _read_responses(path: Path, story: str) -> tuple[np.ndarray, Optional[np.nda
 
 def load_lebel(root: PathLike, subject: str, stories: Optional[list[str]] = None,
                test_story: Optional[str] = DEFAULT_TEST_STORY, mask: Optional[np.ndarray] = None,
-               affine: Optional[np.ndarray] = None) -> Assembly:
+               affine: Optional[np.ndarray] = None, surfaces: Any = "auto") -> Assembly:
     """Load ``subject`` from a LeBel (ds003020) folder as an Assembly (TR 2 s).
 
     stories: names in order (default: every story with a response file, test story
     last). test_story: held-out story; the default ``wheretheressmoke`` is used only when
     loaded (it is moved last). mask/affine: the subject's 3-D volume mask (columns =
-    True voxels in C order) to get a volume space; without it the space is unknown.
+    True voxels in C order) to get a volume space; without it, the subject's pycortex filestore
+    (``derivative(s)/pycortex-db/<SUBJECT>``, transform ``<SUBJECT>_auto``) gives a subject
+    surface space, or the space is unknown (``surfaces``: see :func:`.lebel_pycortex.lebel_space`).
     Raises AssemblyFormatError naming the story and file for missing files or responses
     whose row count is not ``respdict - 20``, TextGridError for bad transcripts.
     """
@@ -191,7 +194,8 @@ def load_lebel(root: PathLike, subject: str, stories: Optional[list[str]] = None
                                 audio_path=str(audio) if audio.is_file() else None, repeats=repeats))
         except AssemblyFormatError as exc:
             raise AssemblyFormatError(f"{response_path}: {exc}") from None
-    space = Space.volume(mask, affine) if mask is not None else Space()
+    space = lebel_space(root, subject, loaded[0].n_voxels, data_source=f"{root} ({subject}'s responses)",
+                        mask=mask, affine=affine, surfaces=surfaces)
     try:
         return Assembly(subject=subject, tr=LEBEL_TR_S, stories_list=loaded, space=space,
                         provenance=provenance, test_story=test_story)
