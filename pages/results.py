@@ -58,7 +58,7 @@ def _run_summary(results_dir: str, run_id: str, stamp: str) -> tuple[dict, tuple
     return metrics, facts, run.simulated, run.config.to_toml()
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=2)
 def _surface_map(results_dir: str, run_id: str, stamp: str, cache_dir: str):
     """The surface the run's maps are drawn on and its projection (None: no surface known)."""
     return map_surface(_load_run(results_dir, run_id).space(), cache_dir)

@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from encoding_core.assembly.data_model import Space
-from encoding_core.common.errors import InputError
+from encoding_core.common.errors import InputError, SpaceMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,12 @@ def lebel_space(root: PathLike, subject: str, n_columns: int, *, data_source: st
         folder = Path(surfaces)
     else:
         raise InputError(f"surfaces must be 'auto', False or a pycortex subject folder, got {surfaces!r}.")
-    space = subject_surface_space(PycortexSubject(folder), lebel_transform_name(subject), n_columns,
-                                  data_source=data_source)
+    try:
+        space = subject_surface_space(PycortexSubject(folder), lebel_transform_name(subject), n_columns,
+                                      data_source=data_source)
+    except SpaceMismatchError as exc:
+        raise SpaceMismatchError(f"{exc} To fit these responses without a brain map, load them with "
+                                 f"surfaces=False (or move {folder} aside).") from None
     logger.info("Responses of %s drawn on the cortex from %s (transform %s, mask %s).", subject, folder,
                 space.surfaces.transform, space.surfaces.mask_type)
     return space
