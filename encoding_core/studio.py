@@ -287,8 +287,8 @@ def no_map_reason(space: Space) -> str:
     """Why a space has no brain map, and what would give it one (for an info box)."""
     if space.kind == "volume" and space.template and not space.is_mni:
         return (f"This volume is in {space.template} space and no surface for it is known, so there is no brain map "
-                f"(drawing it on an MNI brain would put it on the wrong brain). For LeBel data, load the dataset folder "
-                f"with its derivative/pycortex-db to draw on the subject's own cortex.")
+                "(drawing it on an MNI brain would put it on the wrong brain). For LeBel data, load the dataset "
+                "folder with its derivative/pycortex-db to draw on the subject's own cortex.")
     if space.kind == "surface":
         return f"Maps are drawn on fsaverage5 only (it ships with nilearn); this space is {space.describe()}."
     return (f"This space is {space.describe()}: without a known surface or a volume mask and affine there is no brain "
@@ -341,10 +341,11 @@ __all__ = [
     "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError", "estimate_cost", "experiment_checklist",
     "experiment_to_script", "ExperimentConfig", "FeatureConfig", "FOLD_TYPES", "format_bytes",
     "format_seconds", "ground_truth_maps", "is_cached", "JobManager", "layer_profile", "list_cache_entries",
-    "glass_brain_allowed", "list_lebel_stories", "list_lebel_subjects", "load_assembly", "load_audio",
-    "load_settings", "map_audio", "map_surface", "MNI_TEMPLATE", "model_facts", "MODES", "no_map_reason",
-    "project_assembly_to_file", "Space", "SurfaceMap", "parse_scheduler", "per_voxel_columns", "per_voxel_csv", "per_voxel_npz",
+    "list_lebel_stories", "list_lebel_subjects", "load_assembly", "load_audio", "load_settings", "map_audio",
+    "model_facts", "MODES", "parse_scheduler", "per_voxel_columns", "per_voxel_csv", "per_voxel_npz",
     "POOL_METHODS", "PRECISIONS", "REFERENCE_ALPHAS", "resolve_user_path", "RunStore", "safe_upload_name",
     "save_assembly", "scheduler_label", "sliced_length", "studio_dirs", "StudioDirs", "TINY_STRIDE_S",
     "trimming_preview", "TrimmingConfig", "WORKER_COLUMNS", "worker_rows",
 ]
+__all__ += ["glass_brain_allowed", "map_surface", "MNI_TEMPLATE", "no_map_reason", "project_assembly_to_file", "Space",
+            "SurfaceMap"]  # brain maps of volume data

@@ -109,5 +109,6 @@ def write_pycortex_subject(db: Path, subject: str, fsaverage5, xfm: Optional[str
         distance = cKDTree(np.vstack(fiducial)).query(centres)[0].reshape(SHAPE_XYZ)
         masks = {"thick": distance <= 8.0, "thin": distance <= 2.0}
     for mask_type, mask in masks.items():
-        nibabel.save(nibabel.Nifti1Image(np.asarray(mask).astype(np.uint8), scanner), xfm_dir / f"mask_{mask_type}.nii.gz")
+        nibabel.save(nibabel.Nifti1Image(np.asarray(mask).astype(np.uint8), scanner),
+                     xfm_dir / f"mask_{mask_type}.nii.gz")
     return folder

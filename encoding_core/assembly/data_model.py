@@ -46,6 +46,7 @@ class CorticalSurfaces:
 
     def __post_init__(self) -> None:
         where = f"the cortical surfaces of {self.subject!r}"
+        self.meshes = {kind: dict(hemis) for kind, hemis in self.meshes.items()}  # the caller's dicts stay as given
         missing = [f"{kind}/{hemi}" for kind in CORTICAL_SURFACE_TYPES for hemi in HEMISPHERES
                    if hemi not in self.meshes.get(kind, {})]
         if missing:
@@ -61,7 +62,8 @@ class CorticalSurfaces:
                                               f"faces (f, 3), got {coords.shape} {coords.dtype} and {faces.shape} "
                                               f"{faces.dtype}.")
                 if faces.size and (faces.min() < 0 or faces.max() >= len(coords)):
-                    raise AssemblyFormatError(f"{where}: {kind}/{hemi} faces index vertices outside 0..{len(coords) - 1}.")
+                    raise AssemblyFormatError(f"{where}: {kind}/{hemi} faces index vertices outside "
+                                              f"0..{len(coords) - 1}.")
                 self.meshes[kind][hemi] = (coords, faces)
         for hemi in HEMISPHERES:
             counts = {kind: len(self.meshes[kind][hemi][0]) for kind in CORTICAL_SURFACE_TYPES}

@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 FSAVERAGE = "fsaverage5"
 """The one fsaverage mesh that ships with nilearn (offline): maps of MNI volumes are drawn on it."""
-REFERENCE_SAMPLING: dict[str, Any] = {"mesh_type": "pial"}
-"""The reference's projection: ``vol_to_surf(img, pial)`` with nilearn's defaults (line, 3 mm, 10 samples)."""
+REFERENCE_MESH = "pial"
+"""The reference projects with ``vol_to_surf(img, pial)`` and nilearn's defaults (line, 3 mm, 10 samples)."""
 SHOWN_WEIGHT = 0.5
 """A vertex of a thresholded, projected map is shown when at least this share of its sampling
 weight comes from shown voxels (and its own value passes the threshold)."""
@@ -142,16 +142,14 @@ def space_projection(space: Space, *, cache_dir: Optional[PathLike] = None) -> O
     if space.kind == "subject_surface":
         return _subject_projection(space, cache_dir)
     if space.kind == "volume" and space.is_mni and space.mask is not None and space.affine is not None:
-        options = dict(REFERENCE_SAMPLING)
-        mesh_type = options.pop("mesh_type")
-        matrix = fsaverage_matrix(space.mask, space.affine, mesh_type=mesh_type, cache_dir=cache_dir,
-                                  source=f"the {space.template} volume space", **options)
-        sampling = resolved_sampling(**options)
+        matrix = fsaverage_matrix(space.mask, space.affine, mesh_type=REFERENCE_MESH, cache_dir=cache_dir,
+                                  source=f"the {space.template} volume space")
+        sampling = resolved_sampling()
         note = (f"Projected from the {space.template} volume ({space.n_columns()} voxels) onto {FSAVERAGE}: "
-                f"{describe_sampling(sampling, mesh_type)}, as the reference projects MNI data; drawn on the "
+                f"{describe_sampling(sampling, REFERENCE_MESH)}, as the reference projects MNI data; drawn on the "
                 "inflated surface.")
         return SpaceProjection(target=FSAVERAGE, label=f"{FSAVERAGE} (projected from {space.template})", note=note,
-                               matrix=matrix, sampling=dict(sampling, mesh_type=mesh_type))
+                               matrix=matrix, sampling=dict(sampling, mesh_type=REFERENCE_MESH))
     return None
 
 
@@ -186,7 +184,7 @@ def _subject_projection(space: Space, cache_dir: Optional[PathLike]) -> SpacePro
 
 
 def project_assembly(assembly: Assembly, target: str = FSAVERAGE, *, source_template: Optional[str] = None,
-                     cache_dir: Optional[PathLike] = None, check_space: bool = True, mesh_type: str = "pial",
+                     cache_dir: Optional[PathLike] = None, check_space: bool = True, mesh_type: str = REFERENCE_MESH,
                      **sampling: Any) -> Assembly:
     """An MNI152 volume assembly projected onto fsaverage5, story by story (one sparse product each).
 
