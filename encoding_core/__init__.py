@@ -26,6 +26,7 @@ _LAZY = {
     "Assembly": "assembly.data_model", "Story": "assembly.data_model", "Space": "assembly.data_model",
     "load_assembly": "assembly.assembly_loader", "save_assembly": "assembly.assembly_loader",
     "map_audio": "assembly.audio", "apply_audio_map": "assembly.audio",
+    "projection_matrix": "assembly.projection", "project_assembly": "assembly.spaces",
     "ExperimentConfig": "config",
     "EncodingCoreError": "common.errors",
     "SpeechFeatureExtractor": "features.speech", "FeatureExtractorFactory": "features.factory",

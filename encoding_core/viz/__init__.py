@@ -1,6 +1,7 @@
 """Step 7, views: figures for the app and for reports (plotly, nilearn, matplotlib; no streamlit).
 
-- :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 (interactive, four-view PNG, glass brain);
+- :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 or any :class:`BrainSurface` (interactive,
+  four-view PNG), glass brain;
 - :mod:`~encoding_core.viz.plots`: histograms, layer profiles, audio and settings pictures.
 
 Imports only :mod:`encoding_core.common`.
@@ -8,10 +9,12 @@ Imports only :mod:`encoding_core.common`.
 
 from encoding_core.viz.surfaces import (
     FOUR_VIEWS,
+    BrainSurface,
     HEMISPHERES,
     N_VERTICES_FSAVERAGE5,
     VIEWS,
     four_view_png,
+    fsaverage5_surface,
     fsaverage_mesh,
     fsaverage_sulcal_depth,
     glass_brain_png,
@@ -34,12 +37,14 @@ from encoding_core.viz.plots import (
 )
 
 __all__ = [
+    "BrainSurface",
     "FOUR_VIEWS",
     "HEMISPHERES",
     "N_VERTICES_FSAVERAGE5",
     "VIEWS",
     "correlation_histogram",
     "four_view_png",
+    "fsaverage5_surface",
     "fsaverage_mesh",
     "fsaverage_sulcal_depth",
     "glass_brain_png",
