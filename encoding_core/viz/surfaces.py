@@ -109,6 +109,17 @@ def _load_sulcal_depth(mesh_type: str) -> dict[str, np.ndarray]:
     return {h: np.asarray(image.data.parts[h], dtype=np.float64).ravel() for h in HEMISPHERES}
 
 
+def import_plotting_libraries() -> None:
+    """Import pandas, plotly and nilearn's plotting completely, in the calling thread.
+
+    Call it once before any thread draws: two threads importing pandas at the same time can see
+    it partially initialised ("module 'pandas' has no attribute 'Series'").
+    """
+    import pandas  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
+    from nilearn import plotting  # noqa: F401
+
+
 def warm_up() -> float:
     """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth and mesh edges now.
 
