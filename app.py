@@ -25,7 +25,11 @@ ICONS = {"Home": ":material/home:", "Assembly": ":material/folder_open:", "Audio
 
 @st.cache_resource(show_spinner=False)
 def _start_figure_warm_up() -> threading.Thread:
-    """Once per server process: load the brain meshes in the background while the user reads Home."""
+    """Once per server process: load the brain meshes in the background while the user reads Home.
+
+    The plotting libraries are imported here first, in the script thread (other sessions wait on
+    this cached call), so no page ever imports them while the warm-up thread does."""
+    viz.import_plotting_libraries()
     thread = threading.Thread(target=viz.warm_up, name="fsaverage-warm-up", daemon=True)
     thread.start()
     return thread

@@ -21,7 +21,8 @@ REFERENCE_ALPHAS = [float(a) for a in np.logspace(-1, 8, 10)]
 DOWNSAMPLE_METHODS = ("rect", "lanczos", "sinc", "average", "sum", "last")
 POOL_METHODS = ("last", "mean", "last_padded", "mean_padded")
 PRECISIONS = ("fp32", "fp16", "bf16")
-FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story")
+FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story",
+              "chunked_contiguous", "chunked_trimmed", "kfold_trimmed", "timeseries", "group")
 OUTER_FOLD_TYPES = ("story", "contiguous", "trimmed")
 """Outer folds of ``cv`` mode: leave one story out, contiguous blocks, or contiguous blocks with a gap."""
 MODES = ("train_test", "cv")
@@ -40,6 +41,10 @@ OPEN_BOUND = "none"
 """How an open trimming bound (Python ``None``) is written in TOML, which has no null."""
 TR_TIME_CONVENTIONS = ("midpoint", "onset")
 """LeBel TR times: ``midpoint`` (onset + TR/2, the reference's) or ``onset``."""
+MODALITIES = ("speech", "wordrate", "embeddings", "language_model", "custom")
+"""Feature modalities: the reference's four and ``custom`` (your arrays per story)."""
+OOV_HANDLING = ("zero", "copy_prev", "skip", "error")
+CONTEXT_TYPES = ("fullcontext", "nocontext", "halfcontext")
 
 
 @dataclass
@@ -75,6 +80,12 @@ class FeatureConfig:
     include_early_windows: also emit shorter windows for the first context_size seconds.
     context_only: Whisper only, encode just the frames the window needs (approximate,
     faster); never the default. batch_size 0 = automatic.
+
+    modality: ``speech`` (the settings above), ``wordrate`` (words per TR), ``embeddings``
+    (static word vectors from ``vector_path``; ``lowercase``, ``oov_handling``),
+    ``language_model`` (a causal LM ``model_name``; ``lookback`` tokens of context,
+    ``last_token`` or mean, ``context_type``) or ``custom`` (``custom_path``: a folder of
+    ``<story>.npz`` with ``features`` and ``times``).
     """
 
     model_name: str = DEFAULT_MODEL
@@ -88,6 +99,14 @@ class FeatureConfig:
     include_early_windows: bool = True
     context_only: bool = False
     cache_dtype: str = "float32"
+    modality: str = "speech"
+    vector_path: str = ""
+    lowercase: bool = True
+    oov_handling: str = "zero"
+    lookback: int = 256
+    last_token: bool = True
+    context_type: str = "fullcontext"
+    custom_path: str = ""
 
 
 @dataclass
@@ -133,7 +152,8 @@ class RidgeConfig:
     ``trim_size`` TRs on each side of the held-out block dropped from training).
     fold_type: inner folds ``chunked`` (seeded shuffled chunks of chunk_length TRs),
     ``contiguous``, ``trimmed`` (contiguous, dropping trim_size TRs around held-out
-    blocks) or ``story`` (leave one story out).
+    blocks) or ``story`` (leave one story out); also the reference's ``chunked_contiguous``,
+    ``chunked_trimmed``, ``kfold_trimmed``, ``timeseries`` and ``group`` (see ``models.folds``).
     """
 
     alphas: list[float] = field(default_factory=lambda: list(REFERENCE_ALPHAS))
@@ -207,6 +227,14 @@ class ExperimentConfig:
         _check(f.target_sample_rate >= 1000, "features.target_sample_rate must be a rate in Hz (e.g. 16000).")
         _check(f.cache_dtype in ("float16", "float32"), "features.cache_dtype must be float16 or float32.")
         _check(f.batch_size >= 0, "features.batch_size must be >= 0 (0 = automatic).")
+        _check(f.modality in MODALITIES, f"features.modality must be one of {MODALITIES}, got {f.modality!r}.")
+        _check(f.oov_handling in OOV_HANDLING, f"features.oov_handling must be one of {OOV_HANDLING}.")
+        _check(f.context_type in CONTEXT_TYPES, f"features.context_type must be one of {CONTEXT_TYPES}.")
+        _check(isinstance(f.lookback, int) and f.lookback >= 1, "features.lookback must be a positive number of tokens.")
+        _check(f.modality != "embeddings" or bool(f.vector_path.strip()),
+               "features.modality = \"embeddings\" needs features.vector_path (a word2vec or GloVe file).")
+        _check(f.modality != "custom" or bool(f.custom_path.strip()),
+               "features.modality = \"custom\" needs features.custom_path (a folder of <story>.npz files).")
         if isinstance(self.layers, str):
             _check(self.layers == "all", 'layers must be "all" or a list of 0-based layer numbers.')
         else:

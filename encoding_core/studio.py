@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from encoding_core.assembly.data_model import Assembly
+from encoding_core.assembly.data_model import MNI_TEMPLATE, Assembly, Space
 from encoding_core.config import ExperimentConfig, TrimmingConfig
 from encoding_core.common.errors import ConfigError, InputError
 
@@ -32,9 +32,9 @@ from encoding_core.common.errors import EncodingCoreError, MissingStoryFilesErro
 from encoding_core.common.paths import (StudioDirs, check_upload_size, load_settings, resolve_user_path,
                                         safe_upload_name, studio_dirs)
 from encoding_core.common.storage import atomic_write_bytes
-from encoding_core.config import (ALTERNATIVE_NAMES, ALTERNATIVES, DEFAULT_MODEL, TEST_NAMES, DOWNSAMPLE_METHODS, FOLD_TYPES, MODES,
-                                  OUTER_FOLD_TYPES, POOL_METHODS, PRECISIONS, REFERENCE_ALPHAS, SIGNIFICANCE_TESTS,
-                                  FeatureConfig)
+from encoding_core.config import (ALTERNATIVE_NAMES, ALTERNATIVES, CONTEXT_TYPES, DEFAULT_MODEL, DOWNSAMPLE_METHODS,
+                                  FOLD_TYPES, MODALITIES, MODES, OOV_HANDLING, OUTER_FOLD_TYPES, POOL_METHODS,
+                                  PRECISIONS, REFERENCE_ALPHAS, SIGNIFICANCE_TESTS, TEST_NAMES, FeatureConfig)
 from encoding_core.demo.preset import demo_config
 from encoding_core.demo.simulate import ground_truth_maps
 from encoding_core.downsample.downsampling import downsample_kernel
@@ -43,10 +43,27 @@ from encoding_core.experiment.export import experiment_to_script
 from encoding_core.experiment.jobs import JobManager
 from encoding_core.experiment.runstore import RunStore
 from encoding_core.features.cache import clear_cache, is_cached, list_cache_entries
-from encoding_core.features.cost import estimate_cost
+from encoding_core.features.cost import MODALITY_NEEDS, estimate_cost, estimate_word_feature_cost
 from encoding_core.features.models import model_facts
 
 logger = logging.getLogger(__name__)
+
+MODALITY_LABELS = {"speech": "Speech model", "wordrate": "Word rate", "embeddings": "Word embeddings",
+                   "language_model": "Language model", "custom": "Custom arrays"}
+"""How the app names each feature modality."""
+
+
+def language_model_facts(model_name: str) -> dict[str, Any]:
+    """Layers, width, parameters and kind of a causal LM (from its config; no weights read)."""
+    from encoding_core.features.language_model import language_model_facts as facts
+
+    return facts(model_name)
+
+
+def custom_feature_files(folder: str, stories: Sequence[str]) -> list[dict[str, Any]]:
+    """Per story: does ``<folder>/<story>.npz`` exist (the custom modality's files)."""
+    return [{"story": name, "file": f"{name}.npz", "found": os.path.isfile(os.path.join(folder, f"{name}.npz"))}
+            for name in stories]
 
 DEMO_PRESETS = ("full", "tiny")
 """``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers, trimming
@@ -248,6 +265,85 @@ def ceiling_target_caption(metrics: Mapping[str, Any]) -> str:
         text += (f" The stored test response correlates r = {r:.4f} (median voxel) with the mean of the repeats "
                  f"({relation} {threshold:g}).")
     return text
+
+
+# --------------------------------------------------------------------------- brain maps of any space
+@dataclass(eq=False)
+class SurfaceMap:
+    """Per-column maps of a space on the brain surface they are drawn on (for the pages).
+
+    surface: the :class:`~encoding_core.viz.BrainSurface` to draw on; label: its name for
+    captions; note: how the columns got there (projection settings, from the recorded space);
+    projected: True when the columns are voxels projected onto the vertices.
+    """
+
+    surface: Any
+    label: str
+    note: str
+    projection: Any
+
+    @property
+    def projected(self) -> bool:
+        return self.projection.matrix is not None
+
+    def to_vertices(self, values: np.ndarray) -> np.ndarray:
+        """(n_columns,) -> (n_vertices,), left then right (NaN where a vertex has no sample)."""
+        return self.projection.to_vertices(values)
+
+    def thresholded(self, values: np.ndarray, significant_mask: Optional[np.ndarray] = None,
+                    min_value: Optional[float] = None) -> np.ndarray:
+        """The thresholded map on the vertices, NaN where hidden (see ``SpaceProjection.thresholded``)."""
+        return self.projection.thresholded(values, significant_mask, min_value)
+
+
+def map_surface(space: Space, cache_dir: Optional[str] = None) -> Optional[SurfaceMap]:
+    """Where the maps of ``space`` are drawn: fsaverage5 (native or projected from an MNI152 volume)
+    or a subject's own inflated cortex; None when no surface is known (a glass brain is then the
+    last resort for a volume of unknown template). The projection matrix is cached under
+    ``<cache_dir>/projection``. Raises SpaceMismatchError when a volume marked MNI is not MNI-like.
+    """
+    from encoding_core import viz
+    from encoding_core.assembly.spaces import space_projection
+
+    projection = space_projection(space, cache_dir=os.path.join(cache_dir, "projection") if cache_dir else None)
+    if projection is None:
+        return None
+    if projection.draw_meshes is None:
+        surface = viz.fsaverage5_surface()
+    else:
+        surface = viz.BrainSurface(projection.label, projection.draw_meshes, projection.shading)
+    return SurfaceMap(surface=surface, label=projection.label, note=projection.note, projection=projection)
+
+
+def glass_brain_allowed(space: Space) -> bool:
+    """True when a glass brain is the best picture left: a volume with a mask and an affine whose
+    template is unknown (a known non-MNI template would put it on the wrong brain)."""
+    return space.kind == "volume" and space.mask is not None and space.affine is not None and space.template is None
+
+
+def no_map_reason(space: Space) -> str:
+    """Why a space has no brain map, and what would give it one (for an info box)."""
+    if space.kind == "volume" and space.template and not space.is_mni:
+        return (f"This volume is in {space.template} space and no surface for it is known, so there is no brain map "
+                "(drawing it on an MNI brain would put it on the wrong brain). For LeBel data, load the dataset "
+                "folder with its derivative/pycortex-db to draw on the subject's own cortex.")
+    if space.kind == "surface":
+        return f"Maps are drawn on fsaverage5 only (it ships with nilearn); this space is {space.describe()}."
+    return (f"This space is {space.describe()}: without a known surface or a volume mask and affine there is no brain "
+            "map.")
+
+
+def project_assembly_to_file(assembly: Assembly, path: Any, *, source_template: Optional[str] = None,
+                             cache_dir: Optional[str] = None) -> Any:
+    """Project an MNI152 volume assembly onto fsaverage5 and save it (native .h5); returns the path.
+
+    source_template: the template to assume when the space records none (the user ticked it).
+    """
+    from encoding_core.assembly.spaces import project_assembly
+
+    projected = project_assembly(assembly, source_template=source_template,
+                                 cache_dir=os.path.join(cache_dir, "projection") if cache_dir else None)
+    return save_assembly(projected, path)
 
 
 def per_voxel_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -471,15 +567,19 @@ __all__ = [
     "alpha_summary", "best_layer_choice", "demo_ground_truth_rows", "export_labels", "fallback_caption",
     "fdr_label", "normalized_caption", "region_masks_for_run", "region_rows", "significance_label",
     "ALTERNATIVE_NAMES", "TEST_NAMES", "ALTERNATIVES", "OUTER_FOLD_TYPES", "SIGNIFICANCE_TESTS", "describe_planned_test",
-    "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption", "check_lebel_folder",
-    "check_upload_size", "ChecklistStep", "DataCheckReport", "MissingStoryFilesError",
-    "clear_cache", "copy_assembly", "DEFAULT_MODEL", "demo_config", "demo_preset_config", "DEMO_PRESETS",
-    "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError", "estimate_cost", "experiment_checklist",
-    "experiment_to_script", "ExperimentConfig", "FeatureConfig", "FOLD_TYPES", "format_bytes",
-    "format_seconds", "ground_truth_maps", "is_cached", "JobManager", "layer_profile", "list_cache_entries",
-    "list_lebel_stories", "list_lebel_subjects", "load_assembly", "load_audio", "load_settings", "map_audio",
-    "model_facts", "MODES", "parse_scheduler", "per_voxel_columns", "per_voxel_csv", "per_voxel_npz",
-    "POOL_METHODS", "PRECISIONS", "REFERENCE_ALPHAS", "resolve_user_path", "RunStore", "safe_upload_name",
-    "save_assembly", "scheduler_label", "sliced_length", "studio_dirs", "StudioDirs", "TINY_STRIDE_S",
-    "trimming_preview", "TrimmingConfig", "WORKER_COLUMNS", "worker_rows",
+    "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption",
+    "check_lebel_folder", "check_upload_size", "ChecklistStep", "clear_cache", "CONTEXT_TYPES",
+    "copy_assembly", "custom_feature_files", "DataCheckReport", "DEFAULT_MODEL", "demo_config",
+    "demo_preset_config", "DEMO_PRESETS", "downsample_kernel", "DOWNSAMPLE_METHODS", "EncodingCoreError",
+    "estimate_cost", "estimate_word_feature_cost", "experiment_checklist", "experiment_to_script",
+    "ExperimentConfig", "FeatureConfig", "FOLD_TYPES", "format_bytes", "format_seconds",
+    "glass_brain_allowed", "ground_truth_maps", "is_cached", "JobManager", "language_model_facts",
+    "layer_profile", "list_cache_entries", "list_lebel_stories", "list_lebel_subjects", "load_assembly",
+    "load_audio", "load_settings", "map_audio", "map_surface", "MissingStoryFilesError", "MNI_TEMPLATE",
+    "MODALITIES", "MODALITY_LABELS", "MODALITY_NEEDS", "model_facts", "MODES", "no_map_reason",
+    "OOV_HANDLING", "parse_scheduler", "per_voxel_columns", "per_voxel_csv", "per_voxel_npz", "POOL_METHODS",
+    "PRECISIONS", "project_assembly_to_file", "REFERENCE_ALPHAS", "resolve_user_path", "RunStore",
+    "safe_upload_name", "save_assembly", "scheduler_label", "sliced_length", "Space", "studio_dirs",
+    "StudioDirs", "SurfaceMap", "TINY_STRIDE_S", "trimming_preview", "TrimmingConfig", "WORKER_COLUMNS",
+    "worker_rows",
 ]

@@ -8,6 +8,7 @@ import streamlit as st
 
 from encoding_core import viz
 from encoding_core.studio import (
+    MNI_TEMPLATE,
     MissingStoryFilesError,
     atomic_write_bytes,
     check_lebel_folder,
@@ -15,6 +16,8 @@ from encoding_core.studio import (
     list_lebel_stories,
     list_lebel_subjects,
     load_settings,
+    map_surface,
+    project_assembly_to_file,
     safe_upload_name,
     save_assembly,
 )
@@ -158,16 +161,66 @@ if current.provenance.get("format") == "reference-pickle" or str(cfg.assembly.pa
                 save_assembly(current, target)
                 st.success(f"Saved {target}.")
 
+if current.space.kind == "volume":
+    st.subheader("Volume → fsaverage5")
+    space = current.space
+    declared = False
+    if space.is_mni:
+        st.caption(f"This volume is in {space.template} space. Project it onto fsaverage5 before fitting, as the "
+                   "reference does (nilearn's vol_to_surf sampling on the pial surface, as one sparse matrix); "
+                   "the new assembly records where it came from. Without projecting, the Results page draws the "
+                   "volume's maps on fsaverage5.")
+    elif space.template:
+        st.caption(f"This volume is in {space.template} space, not MNI152: it cannot be projected onto fsaverage.")
+    else:
+        st.caption("This volume records no template. fsaverage projection needs MNI152 space; tick the box only if "
+                   "the volume is in MNI152 space (its geometry is checked too).")
+        declared = st.checkbox("This volume is in MNI152 space", key="declare_mni")
+    if space.is_mni or declared:
+        source_path = Path(str(st.session_state[common.ASSEMBLY_KEY][0]))
+        default_out = (source_path.with_name(f"{source_path.stem}_fsaverage5.h5") if source_path.is_file()
+                       else common.dirs().uploads / f"{current.subject}_fsaverage5.h5")
+        out = st.text_input("Save the fsaverage5 assembly as (.h5 path)", value=str(default_out),
+                            key="projected_path")
+        if st.button("Project onto fsaverage5 and load it", key="project_fsaverage"):
+            target = common.user_path(out, "Save as", must_exist=False)
+            if target is not None:
+                with common.user_errors("Projecting the assembly"), st.spinner("Projecting onto fsaverage5 ..."):
+                    project_assembly_to_file(current, target, source_template=MNI_TEMPLATE if declared else None,
+                                             cache_dir=str(common.dirs().cache))
+                    common.load_assembly_into_session(str(target))
+                    st.rerun()  # the page redraws with the fsaverage5 assembly (its summary names the space)
+
 st.subheader("Mean response per story")
 st.plotly_chart(viz.story_timecourse_figure(current.stories, current.get_brain_data(), current.tr),
                 key="timecourse")
 
 st.subheader("Temporal SNR (mean / std per voxel)")
 snr = viz.tsnr(current.get_brain_data())
-if current.space.kind == "surface" and current.space.name == "fsaverage5":
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _assembly_surface(source: tuple, mtime: float, cache_dir: str, _space):
+    """The surface the loaded assembly's maps are drawn on (None: no surface known), per source."""
+    return map_surface(_space, cache_dir)
+
+
+surface_map = None
+if current.space.kind in ("surface", "volume", "subject_surface"):
+    source = st.session_state[common.ASSEMBLY_KEY]
+    try:
+        mtime = Path(source[0]).stat().st_mtime if source[0] != "demo" else 0.0
+    except OSError:
+        mtime = 0.0
+    with common.user_errors("Preparing the brain surface"), st.spinner("Preparing the brain surface ..."):
+        surface_map = _assembly_surface(tuple(source), mtime, str(common.dirs().cache), current.space)
+if surface_map is not None:
     hemi = st.radio("Hemisphere", ["left", "right"], horizontal=True, key="tsnr_hemi")
-    st.plotly_chart(viz.surface_figure(snr, hemi=hemi, view="lateral", cmap="viridis", symmetric=False,
-                                       title="temporal SNR"), key="tsnr_map")
+    if surface_map.projected:
+        st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note}")
+    st.plotly_chart(viz.surface_figure(surface_map.to_vertices(snr), hemi=hemi, view="lateral", cmap="viridis",
+                                       symmetric=False, title="temporal SNR", surface=surface_map.surface),
+                    key="tsnr_map")
 else:
-    st.caption(f"The surface map is drawn for fsaverage5 only ({current.space.describe()}); "
+    st.caption(f"No brain surface is known for this space ({current.space.describe()}); "
                f"median tSNR {float(np.nanmedian(snr)):.2f}.")

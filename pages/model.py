@@ -1,4 +1,5 @@
-"""Model & layer: speech model, layers, pooling, windows, device/precision, cache and cost."""
+"""Model & layer: the feature modality; for speech the model, layers, pooling, windows, device/precision,
+cache and cost; for word rate, word embeddings, a language model or custom arrays, what each needs and its cost."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +8,14 @@ import streamlit as st
 
 from encoding_core import viz
 from encoding_core.studio import (
+    CONTEXT_TYPES,
+    MODALITIES,
+    MODALITY_LABELS,
+    MODALITY_NEEDS,
+    OOV_HANDLING,
+    custom_feature_files,
+    estimate_word_feature_cost,
+    language_model_facts,
     DEFAULT_MODEL,
     POOL_METHODS,
     PRECISIONS,
@@ -36,6 +45,117 @@ POOL_HELP = {
 st.title("Model & layer")
 cfg = common.config()
 feat = cfg.features
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _lm_facts(name: str):
+    return language_model_facts(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _word_cost(word_counts: tuple[int, ...], feature_fields: tuple):
+    return estimate_word_feature_cost(list(word_counts), FeatureConfig(**dict(feature_fields)))
+
+
+def other_modality_section(feat: FeatureConfig) -> None:
+    """Settings, needs and cost of the word-level and custom modalities (speech is the rest of the page)."""
+    modality = feat.modality
+    ready = True
+    if modality == "wordrate":
+        st.caption("One feature per TR: how many words start within it. No model, no layers.")
+    elif modality == "embeddings":
+        typed = st.text_input("Word-vector file (word2vec .bin / .w2v.txt, GloVe .txt)", value=feat.vector_path,
+                              key="vector_path")
+        resolved = common.user_path(typed, "Word-vector file") if typed.strip() else None
+        ready = resolved is not None
+        if resolved is not None:
+            feat.vector_path = str(resolved)
+            st.caption(f"{resolved.name}: {format_bytes(resolved.stat().st_size)}.")
+        c1, c2 = st.columns(2)
+        feat.lowercase = c1.checkbox("Lower-case words before lookup", value=feat.lowercase, key="lowercase")
+        feat.oov_handling = c2.selectbox("Words without a vector", OOV_HANDLING,
+                                         index=OOV_HANDLING.index(feat.oov_handling), key="oov_handling",
+                                         help="zero: a zero vector (counted in a warning); copy_prev: the last "
+                                              "known vector (the reference's default); skip: drop the word; "
+                                              "error: stop.")
+    elif modality == "language_model":
+        typed = st.text_input("Causal language model: Hugging Face id in the local cache, or a local folder",
+                              value="" if feat.model_name == DEFAULT_MODEL else feat.model_name, key="lm_name")
+        name = typed.strip()
+        if name.startswith(("/", "~", ".")) or common.looks_like_local_path(name):
+            resolved = common.user_path(name, "Model folder")
+            name = str(resolved) if resolved is not None else ""
+        facts = None
+        if name:
+            try:
+                with st.spinner(f"Reading {name} ..."):
+                    facts = _lm_facts(name)
+            except EncodingCoreError as exc:
+                st.warning(f"**{name} is not usable here.** {exc}")
+        ready = facts is not None
+        if facts is not None:
+            feat.model_name = name
+            c = st.columns(4)
+            c[0].metric("Layers", facts["n_layers"], help="0 = embeddings, l = output of block l-1")
+            c[1].metric("Width", facts["hidden_size"])
+            c[2].metric("Parameters", f"{facts['n_parameters'] / 1e6:.1f} M")
+            c[3].metric("Kind", facts["kind"])
+            all_layers = st.checkbox("All layers (a layer profile)", value=cfg.layers == "all", key="lm_all_layers")
+            if all_layers:
+                cfg.layers = "all"
+            else:
+                default = [x for x in (cfg.layers if isinstance(cfg.layers, list) else []) if x < facts["n_layers"]]
+                picked = st.multiselect("Layers", list(range(facts["n_layers"])), key="lm_layer_pick",
+                                        default=default or [min(9, facts["n_layers"] - 1)])
+                cfg.layers = sorted(int(x) for x in picked) or cfg.layers
+        c1, c2, c3 = st.columns(3)
+        feat.lookback = int(c1.number_input("Lookback (tokens of context)", min_value=1, max_value=8192,
+                                            value=int(feat.lookback), step=32, key="lookback"))
+        feat.context_type = c2.selectbox("Context", CONTEXT_TYPES, index=CONTEXT_TYPES.index(feat.context_type),
+                                         key="context_type")
+        feat.last_token = c3.checkbox("Last token of the word", value=feat.last_token, key="last_token",
+                                      help="Off: the mean over the context's tokens (BOS included).")
+    else:  # custom
+        typed = st.text_input("Folder of <story>.npz files ('features' (n, dim), 'times' (n,) s)",
+                              value=feat.custom_path, key="custom_path")
+        resolved = common.user_path(typed, "Custom features folder") if typed.strip() else None
+        ready = resolved is not None
+        if resolved is not None:
+            feat.custom_path = str(resolved)
+    current = common.assembly()
+    if current is None:
+        st.info("Load an assembly to see its words and the cost estimate.")
+        return
+    if current.simulated:
+        common.simulated_banner("assembly")
+    if modality == "custom":
+        if ready:
+            rows = custom_feature_files(feat.custom_path, current.stories)
+            st.write(f"**{sum(r['found'] for r in rows)} of {len(rows)}** stories have a file.")
+            st.dataframe(rows, hide_index=True, height=180)
+        return
+    counts = tuple(len(words) for words in current.get_words())
+    st.write(f"**{sum(counts):,} words** in {len(counts)} stories"
+             + ("" if all(counts) else f"; {sum(1 for c in counts if not c)} stories have no words"))
+    if not ready:
+        return
+    st.subheader("Cost")
+    with common.user_errors("Estimating the cost"):
+        estimate = _word_cost(counts, tuple(sorted(dataclasses.asdict(feat).items())))
+        c = st.columns(2)
+        c[0].metric("Words", f"{estimate.n_windows:,}")
+        c[1].metric("Estimated time", format_seconds(estimate.seconds))
+        for warning in estimate.warnings:
+            st.warning(warning)
+
+
+modality = st.radio("Features from", MODALITIES, index=MODALITIES.index(feat.modality), horizontal=True,
+                    format_func=lambda m: MODALITY_LABELS[m], key="modality")
+feat.modality = modality
+st.caption(f"Needs: {MODALITY_NEEDS[modality]}.")
+if modality != "speech":
+    other_modality_section(feat)
+    st.stop()
 
 choice = st.selectbox("Speech model", PRESETS + [CUSTOM],
                       index=PRESETS.index(feat.model_name) if feat.model_name in PRESETS else len(PRESETS),

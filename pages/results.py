@@ -1,9 +1,12 @@
 """Results: brain maps per layer, layer profile, histogram, comparison and downloads.
 
-Everything expensive is cached per plain key (results folder, run id, run stamp, layer,
-thresholds, view), never by hashing arrays: the per-layer arrays, the plotly surface
-figures (as dicts) and the download bytes. PNG, CSV and NPZ downloads are generated only
-when the user clicks (deferred ``st.download_button`` data).
+Maps are drawn on the surface the run's space knows (``studio.map_surface``): fsaverage5, an
+MNI152 volume projected onto fsaverage5, or a subject's own cortex; a glass brain only as a
+labelled last resort. Everything expensive is cached per plain key (results folder, run id,
+run stamp, layer, thresholds, view), never by hashing arrays: the per-layer arrays, the
+surface and its projection, the plotly surface figures (as dicts) and the download bytes.
+PNG, CSV and NPZ downloads are generated only when the user clicks (deferred
+``st.download_button`` data).
 """
 from __future__ import annotations
 
@@ -24,8 +27,11 @@ from encoding_core.studio import (
     demo_ground_truth_rows,
     fallback_caption,
     fdr_label,
+    glass_brain_allowed,
     ground_truth_maps,
     layer_profile,
+    map_surface,
+    no_map_reason,
     normalized_caption,
     per_voxel_csv,
     per_voxel_npz,
@@ -53,11 +59,19 @@ def _load_run(results_dir: str, run_id: str):
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _run_summary(results_dir: str, run_id: str, stamp: str) -> tuple[dict, tuple, bool, str]:
-    """(metrics per layer, (space kind, name, mask, affine), simulated, config TOML) of one run."""
+    """(metrics per layer, (space kind, name, template, glass brain allowed, no-map reason), simulated,
+    config TOML) of one run."""
     run = _load_run(results_dir, run_id)
     space = run.space()
     metrics = {layer: run.metrics(layer) for layer in run.layers}
-    return metrics, (space.kind, space.name, space.mask, space.affine), run.simulated, run.config.to_toml()
+    facts = (space.kind, space.name, space.template, glass_brain_allowed(space), no_map_reason(space))
+    return metrics, facts, run.simulated, run.config.to_toml()
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _surface_map(results_dir: str, run_id: str, stamp: str, cache_dir: str):
+    """The surface the run's maps are drawn on and its projection (None: no surface known)."""
+    return map_surface(_load_run(results_dir, run_id).space(), cache_dir)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -71,48 +85,60 @@ def _planted_regions() -> dict[str, np.ndarray]:
     return {name: np.asarray(values) > 0 for name, values in ground_truth_maps().items()}
 
 
-def _map(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
+def _map(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str, significant_only: bool,
          min_r: float) -> tuple[np.ndarray, float, str]:
-    """(thresholded map (n_voxels,) with NaN where hidden, colour limit, title) of one layer."""
+    """(thresholded map with NaN where hidden, colour limit, title) of one layer: on the vertices of the
+    run's surface, or (n_voxels,) when there is none (glass brain)."""
     arrays = _layer_arrays(results_dir, run_id, stamp, layer)
     values = arrays["correlations"] if kind == CORRELATION else arrays["normalized_correlations"]
-    shown = viz.thresholded_map(values, arrays.get("significant_mask") if significant_only else None, min_r)
-    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    significant = arrays.get("significant_mask") if significant_only else None
+    surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
+    if surface_map is None:
+        shown, full = viz.thresholded_map(values, significant, min_r), values
+    else:
+        shown, full = surface_map.thresholded(values, significant, min_r), surface_map.to_vertices(values)
+    vmax = float(np.nanmax(np.abs(full))) if np.isfinite(full).any() else 1.0
     return shown, vmax, f"{run_id} · layer {layer} · {kind}"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _surface_figure(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
-                    min_r: float, hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
+def _surface_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
+                    significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
     """The plotly surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache)."""
-    shown, vmax, title = _map(results_dir, run_id, stamp, layer, kind, significant_only, min_r)
+    shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     regions = _planted_regions() if with_regions else None
-    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, regions=regions).to_dict()
+    surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
+    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, regions=regions,
+                              surface=surface).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _four_view_png(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
-                   min_r: float, with_regions: bool) -> bytes:
-    shown, vmax, title = _map(results_dir, run_id, stamp, layer, kind, significant_only, min_r)
-    return viz.four_view_png(shown, vmax=vmax, title=title, regions=_planted_regions() if with_regions else None)
+def _four_view_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
+                   significant_only: bool, min_r: float, with_regions: bool) -> bytes:
+    shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
+    surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
+    return viz.four_view_png(shown, vmax=vmax, title=title, regions=_planted_regions() if with_regions else None,
+                             surface=surface)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _glass_brain_png(results_dir: str, run_id: str, stamp: str, layer: int, kind: str, significant_only: bool,
-                     min_r: float) -> bytes:
-    shown, _, title = _map(results_dir, run_id, stamp, layer, kind, significant_only, min_r)
-    _, (_, _, mask, affine), _, _ = _run_summary(results_dir, run_id, stamp)
-    return viz.glass_brain_png(np.nan_to_num(shown), mask, affine, title=title)
+def _glass_brain_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
+                     significant_only: bool, min_r: float) -> bytes:
+    shown, _, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
+    space = _load_run(results_dir, run_id).space()
+    return viz.glass_brain_png(np.nan_to_num(shown), space.mask, space.affine, title=f"{title} · glass brain")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _difference_figure(results_dir: str, run_id: str, stamp: str, layer: int, other: str, other_stamp: str,
-                       other_layer: int, hemi: Optional[str], view: Optional[str]) -> dict[str, Any]:
+def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, other: str,
+                       other_stamp: str, other_layer: int, hemi: Optional[str], view: Optional[str]) -> dict[str, Any]:
     """r(run, layer) − r(other, other_layer): a surface map (hemi/view given) or a histogram, as a dict."""
     diff = (_layer_arrays(results_dir, run_id, stamp, layer)["correlations"]
             - _layer_arrays(results_dir, other, other_stamp, other_layer)["correlations"])
     if hemi and view:
-        return viz.surface_figure(diff, hemi=hemi, view=view, title="difference in r").to_dict()
+        surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
+        return viz.surface_figure(surface_map.to_vertices(diff), hemi=hemi, view=view, title="difference in r",
+                                  surface=surface_map.surface).to_dict()
     return viz.correlation_histogram(diff, title="difference in r").to_dict()
 
 
@@ -192,8 +218,9 @@ st.session_state[common.RUN_KEY] = run_id
 results_dir = str(store.results_dir)
 stamp = _run_stamp(by_id[run_id].path)
 
+cache_dir = str(common.dirs().cache)
 try:
-    metrics, (space_kind, space_name, mask, affine), simulated, config_toml = _run_summary(results_dir, run_id, stamp)
+    metrics, space_facts, simulated, config_toml = _run_summary(results_dir, run_id, stamp)
 except EncodingCoreError as exc:
     st.error(f"Run {run_id} cannot be shown: {exc}")
     st.stop()
@@ -248,11 +275,25 @@ default_min_r = 0.0 if fallback_r is None else round(float(fallback_r), 2)
 min_r = float(c3.slider("Minimum r", -1.0, 1.0, default_min_r, 0.01, key="min_r"))
 if not any_significant:
     st.caption(fallback_text)
-map_key = (results_dir, run_id, stamp, layer, kind, significant_only, min_r)
+map_key = (results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
 file_stem = f"{run_id}_layer{layer}"
 hemi = view = None
+space_kind, space_name, space_template, glass_brain_ok, no_map_text = space_facts
 
-if space_kind == "surface" and space_name == "fsaverage5":
+surface_map = None
+map_failed = False
+try:
+    with st.spinner("Preparing the brain surface (a projection is built once, then cached) ..."):
+        surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
+except EncodingCoreError as exc:
+    map_failed = True
+    st.error(f"The brain map of run {run_id} cannot be drawn: {exc}")
+
+if surface_map is not None:
+    with_regions = simulated and not surface_map.projected  # the demo's planted regions live on fsaverage5
+    if surface_map.projected:
+        st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note} Thresholds apply on the surface: a "
+                   f"vertex shows when most of its sampling weight comes from voxels that pass them.")
     c1, c2 = st.columns(2)
     hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
     view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
@@ -260,20 +301,22 @@ if space_kind == "surface" and space_name == "fsaverage5":
     if not np.isfinite(shown).any():
         st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum r.")
     with st.spinner("Drawing the surface ..."):
-        st.plotly_chart(_surface_figure(*map_key, hemi, view, simulated), key="surface_map")
+        st.plotly_chart(_surface_figure(*map_key, hemi, view, with_regions), key="surface_map")
     st.download_button("Download the four-view PNG (left/right, lateral/medial)",
-                       lambda: _four_view_png(*map_key, simulated), file_name=f"{file_stem}.png",
+                       lambda: _four_view_png(*map_key, with_regions), file_name=f"{file_stem}.png",
                        mime="image/png", key="download_png", on_click="ignore",
                        help="Drawn when you click (a few seconds the first time).")
-elif space_kind == "volume" and mask is not None and affine is not None:
+elif glass_brain_ok and not map_failed:
+    st.caption("**Glass brain (last resort)**: this run's volume records no template and no surface is known "
+               "for it, so its voxels are drawn at their affine's mm over the MNI152 outline. If the volume is "
+               "in MNI152 space, mark it so on the Assembly page to see the map on fsaverage5.")
     with st.spinner("Drawing the glass brain ..."):
         png = _glass_brain_png(*map_key)
     st.image(png)
     st.download_button("Download the glass-brain PNG", png, file_name=f"{file_stem}.png",
                        mime="image/png", key="download_png", on_click="ignore")
-else:
-    st.info(f"This run's space is {space_kind} ({space_name}) without a known surface or a volume mask and affine, "
-            f"so there is no brain map; the histogram and layer profile below still apply.")
+elif not map_failed:
+    st.info(f"{no_map_text} The histogram and layer profile below still apply.")
 
 st.plotly_chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
 _alpha_panel(m)
@@ -302,7 +345,8 @@ else:
         else:
             st.caption(f"r(this run, layer {layer}) − r({other}, layer {o_layer}); median difference "
                        f"{float(np.nanmedian(a['correlations'] - o_r)):+.3f}.")
-            figure = _difference_figure(results_dir, run_id, stamp, layer, other, other_stamp, o_layer, hemi, view)
+            figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp, o_layer,
+                                        hemi, view)
             st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
 
 st.subheader("Downloads")

@@ -63,3 +63,20 @@ def make_assembly():
         return Assembly(subject="test", tr=tr, stories_list=stories)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def fsaverage5():
+    """nilearn's fsaverage5 meshes (pial, white_matter, inflated, ...; they ship with nilearn, offline)."""
+    from nilearn import datasets
+
+    return datasets.load_fsaverage("fsaverage5")
+
+
+@pytest.fixture(scope="session")
+def mni_mask():
+    """(mask (99, 117, 95) bool, affine (4, 4)) of nilearn's 2 mm MNI152 brain mask (offline)."""
+    from nilearn import datasets
+
+    image = datasets.load_mni152_brain_mask(resolution=2)
+    return np.asarray(image.get_fdata()) > 0, image.affine.copy()

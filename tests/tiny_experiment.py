@@ -84,3 +84,47 @@ def make_tiny_experiment(root: Path, n_stories: int = 3, n_trs: int = 24, tr: fl
     config.stats.n_permutations = 20
     config.stats.block_length = 4
     return config.validate()
+
+
+TINY_VOCAB = ("the fox and crow cheese tree sat on a branch with piece of in her beak sang dropped "
+              "wolf lamb stream drink water said you are my who ate it ran away quickly slow tortoise hare").split()
+
+
+def save_tiny_gpt2(folder: Path, vocab=TINY_VOCAB, seed: int = 0, n_layer: int = 2, n_embd: int = 32) -> Path:
+    """A random GPT-2 (``n_layer`` blocks, width ``n_embd``) and a word-level tokenizer over ``vocab``
+    (whitespace split, ``<bos>``/``<pad>``/``<unk>``), saved as a local HF folder. No download."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    if (folder / "config.json").is_file():
+        return folder
+    specials = ["<bos>", "<pad>", "<unk>"]
+    table = {token: i for i, token in enumerate(specials + sorted(set(vocab)))}
+    backend = Tokenizer(models.WordLevel(vocab=table, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(table), n_positions=320, n_embd=n_embd, n_layer=n_layer, n_head=2,
+                        bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    GPT2LMHeadModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_word_vectors(path: Path, vectors: dict, binary: bool = False, header: bool = True) -> Path:
+    """A word2vec file (text or binary, with the ``count dim`` header) or a GloVe text file (no header)."""
+    words = list(vectors)
+    dim = len(next(iter(vectors.values())))
+    if binary:
+        with open(path, "wb") as fh:
+            fh.write(f"{len(words)} {dim}\n".encode())
+            for word in words:
+                fh.write(word.encode() + b" " + np.asarray(vectors[word], dtype="<f4").tobytes() + b"\n")
+        return path
+    lines = [f"{len(words)} {dim}"] if header else []
+    lines += [word + " " + " ".join(repr(float(x)) for x in vectors[word]) for word in words]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

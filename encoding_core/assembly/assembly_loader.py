@@ -34,7 +34,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
 
     Options are passed to the specific loader: ``subject=``, ``stories=``,
     ``test_story=``, ``mask=``, ``tr_time_convention=`` ("midpoint", the reference's, or
-    "onset"), ``skip_missing=`` (LeBel); ``tr=`` (pickle); ``stories=`` (native);
+    "onset"), ``skip_missing=``, ``surfaces=`` (LeBel); ``tr=`` (pickle); ``stories=`` (native);
     ``cache_dir=``, ``seed=`` (demo). Raises AssemblyFormatError (or InputError) naming
     the path for unknown suffixes, missing paths and unreadable files.
     """
@@ -58,7 +58,7 @@ def load_assembly(path: Union[PathLike, str], **options: Any) -> Assembly:
             subjects = list_lebel_subjects(path)
             raise InputError(f"{path} is a LeBel-layout folder; pass subject= (one of {subjects}).")
         _check_options(str(path), options, ("stories", "test_story", "mask", "affine", "tr_time_convention",
-                                            "skip_missing"))
+                                            "skip_missing", "surfaces"))
         return load_lebel(path, subject, **options)
     suffix = path.suffix.lower()
     if suffix in NATIVE_SUFFIXES:

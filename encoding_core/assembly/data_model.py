@@ -23,21 +23,86 @@ from encoding_core.common.errors import AssemblyFormatError
 
 SURFACE_SPACES = {"fsaverage5": 10242, "fsaverage6": 40962, "fsaverage7": 163842}
 """Vertices per hemisphere for each fsaverage surface; columns are left then right."""
+SPACE_KINDS = ("surface", "volume", "subject_surface", "unknown")
+HEMISPHERES = ("left", "right")
+CORTICAL_SURFACE_TYPES = ("pia", "wm", "inflated")
+"""pycortex's names: pial surface, white-matter surface, inflated surface (for drawing)."""
+MNI_TEMPLATE = "MNI152"
+"""The template marker of a volume in MNI152 space (any template name starting "MNI" counts)."""
+
+
+@dataclass(eq=False)
+class CorticalSurfaces:
+    """A subject's own cortical meshes (mm, in the space of the volume affine) and their source.
+
+    meshes: ``{"pia" | "wm" | "inflated": {"left" | "right": (coordinates (n, 3), faces (f, 3))}}``;
+    one vertex count per hemisphere across types. transform / mask_type: the pycortex transform
+    and mask the voxel columns come from (e.g. ``"UTS01_auto"``, ``"thick"``). source: the
+    folder they were read from. sampling: the options of the voxel -> vertex projection
+    (:func:`encoding_core.assembly.projection.projection_matrix`), e.g. ``{"kind": "depth"}``
+    between pia (depth 0) and wm (depth 1).
+    """
+
+    subject: str
+    meshes: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+    transform: str = ""
+    mask_type: str = ""
+    source: str = ""
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"the cortical surfaces of {self.subject!r}"
+        self.meshes = {kind: dict(hemis) for kind, hemis in self.meshes.items()}  # the caller's dicts stay as given
+        missing = [f"{kind}/{hemi}" for kind in CORTICAL_SURFACE_TYPES for hemi in HEMISPHERES
+                   if hemi not in self.meshes.get(kind, {})]
+        if missing:
+            raise AssemblyFormatError(f"{where} lack the meshes {missing}; pia, wm and inflated are needed for "
+                                      "both hemispheres.")
+        for kind in CORTICAL_SURFACE_TYPES:
+            for hemi in HEMISPHERES:
+                coords, faces = self.meshes[kind][hemi]
+                coords, faces = np.asarray(coords), np.asarray(faces)
+                if coords.ndim != 2 or coords.shape[1:] != (3,) or coords.dtype.kind != "f" or \
+                        faces.ndim != 2 or faces.shape[1:] != (3,) or faces.dtype.kind not in "iu":
+                    raise AssemblyFormatError(f"{where}: {kind}/{hemi} needs float coordinates (n, 3) and integer "
+                                              f"faces (f, 3), got {coords.shape} {coords.dtype} and {faces.shape} "
+                                              f"{faces.dtype}.")
+                if faces.size and (faces.min() < 0 or faces.max() >= len(coords)):
+                    raise AssemblyFormatError(f"{where}: {kind}/{hemi} faces index vertices outside "
+                                              f"0..{len(coords) - 1}.")
+                self.meshes[kind][hemi] = (coords, faces)
+        for hemi in HEMISPHERES:
+            counts = {kind: len(self.meshes[kind][hemi][0]) for kind in CORTICAL_SURFACE_TYPES}
+            if len(set(counts.values())) != 1:
+                raise AssemblyFormatError(f"{where}: the {hemi} hemisphere has different vertex counts per surface "
+                                          f"type {counts}; all types of one hemisphere must share their vertices.")
+
+    def n_vertices(self) -> dict[str, int]:
+        """Vertices per hemisphere, ``{"left": n_lh, "right": n_rh}``."""
+        return {hemi: len(self.meshes["inflated"][hemi][0]) for hemi in HEMISPHERES}
 
 
 @dataclass
 class Space:
     """What the columns of the brain data are.
 
-    kind: ``"surface"`` (``name`` is fsaverage5/6/7, columns = left then right vertices),
-    ``"volume"`` (``mask`` boolean 3-D array whose True voxels, in C order, are the
-    columns; ``affine`` 4x4 voxel-to-mm), or ``"unknown"``.
+    kind:
+
+    - ``"surface"``: ``name`` is fsaverage5/6/7, columns = left then right vertices;
+    - ``"volume"``: ``mask`` boolean 3-D array whose True voxels, in C order, are the columns;
+      ``affine`` 4x4 voxel index -> mm; ``template`` says which space those mm are in
+      (``"MNI152..."``, ``"native:<subject>"``, or None when unknown);
+    - ``"subject_surface"``: a volume in a subject's own space (mask, affine to the subject's
+      surface mm) with the subject's cortical ``surfaces`` to draw it on (``name`` = subject);
+    - ``"unknown"``.
     """
 
     kind: str = "unknown"
     name: str = "unknown"
     mask: Optional[np.ndarray] = None
     affine: Optional[np.ndarray] = None
+    template: Optional[str] = None
+    surfaces: Optional[CorticalSurfaces] = None
 
     @classmethod
     def surface(cls, name: str) -> "Space":
@@ -48,15 +113,37 @@ class Space:
         return cls(kind="surface", name=name)
 
     @classmethod
-    def volume(cls, mask: np.ndarray, affine: Optional[np.ndarray] = None) -> "Space":
-        mask = np.asarray(mask, dtype=bool)
-        if mask.ndim != 3:
-            raise AssemblyFormatError(f"A volume mask must be 3-D, got shape {mask.shape}.")
-        if affine is not None:
-            affine = np.asarray(affine, dtype=np.float64)
-            if affine.shape != (4, 4):
-                raise AssemblyFormatError(f"A volume affine must be 4x4, got {affine.shape}.")
-        return cls(kind="volume", name="volume", mask=mask, affine=affine)
+    def volume(cls, mask: np.ndarray, affine: Optional[np.ndarray] = None,
+               template: Optional[str] = None) -> "Space":
+        """A voxel space; ``template`` e.g. ``"MNI152"`` (see :data:`MNI_TEMPLATE`) or ``"native:UTS01"``."""
+        mask, affine = _volume_grid(mask, affine)
+        return cls(kind="volume", name="volume", mask=mask, affine=affine, template=_template(template))
+
+    @classmethod
+    def subject_surface(cls, subject: str, mask: np.ndarray, affine: np.ndarray,
+                        surfaces: CorticalSurfaces) -> "Space":
+        """A subject's own volume (mask (z, y, x) or any 3-D grid, affine index -> surface mm),
+        drawn on that subject's cortex (``surfaces``)."""
+        if not subject:
+            raise AssemblyFormatError("A subject surface space needs the subject's name.")
+        if affine is None:
+            raise AssemblyFormatError(f"The subject surface space of {subject!r} needs the voxel -> surface affine.")
+        if not isinstance(surfaces, CorticalSurfaces):
+            raise AssemblyFormatError(f"surfaces must be CorticalSurfaces, got {type(surfaces).__name__}.")
+        mask, affine = _volume_grid(mask, affine)
+        return cls(kind="subject_surface", name=subject, mask=mask, affine=affine,
+                   template=f"native:{subject}", surfaces=surfaces)
+
+    def with_template(self, template: Optional[str]) -> "Space":
+        """The same volume space with ``template`` recorded (e.g. ``"MNI152"``)."""
+        if self.kind != "volume":
+            raise AssemblyFormatError(f"Only a volume space takes a template; this space is {self.describe()}.")
+        return Space.volume(self.mask, self.affine, template)
+
+    @property
+    def is_mni(self) -> bool:
+        """True when the space records an MNI template (a volume whose mm are MNI mm)."""
+        return self.template is not None and self.template.upper().startswith("MNI")
 
     @classmethod
     def infer(cls, n_columns: int) -> "Space":
@@ -69,17 +156,41 @@ class Space:
     def n_columns(self) -> Optional[int]:
         if self.kind == "surface":
             return 2 * SURFACE_SPACES[self.name]
-        if self.kind == "volume" and self.mask is not None:
+        if self.kind in ("volume", "subject_surface") and self.mask is not None:
             return int(self.mask.sum())
         return None
 
     def describe(self) -> str:
         if self.kind == "surface":
             return f"{self.name} surface ({self.n_columns()} vertices, left then right)"
+        if self.kind == "subject_surface":
+            n = self.surfaces.n_vertices() if self.surfaces is not None else {}
+            return (f"{self.name}'s own volume ({self.n_columns()} voxels in mask), drawn on {self.name}'s cortex "
+                    f"({n.get('left', 0)} + {n.get('right', 0)} vertices)")
         if self.kind == "volume":
             n = self.n_columns()
-            return f"volume ({n} voxels in mask)" if n is not None else "volume (no mask)"
+            where = f", {self.template}" if self.template else ", template unknown"
+            return f"volume ({n} voxels in mask{where})" if n is not None else "volume (no mask)"
         return "unknown space"
+
+
+def _volume_grid(mask: Any, affine: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise AssemblyFormatError(f"A volume mask must be 3-D, got shape {mask.shape}.")
+    if affine is not None:
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise AssemblyFormatError(f"A volume affine must be 4x4, got {affine.shape}.")
+    return mask, affine
+
+
+def _template(template: Optional[str]) -> Optional[str]:
+    if template is None or template == "":
+        return None
+    if not isinstance(template, str):
+        raise AssemblyFormatError(f"A volume template must be a name such as 'MNI152', got {template!r}.")
+    return template.strip()
 
 
 @dataclass
@@ -209,6 +320,26 @@ class Story:
         starts = self.tr_times - self.tr_step / 2.0
         return np.searchsorted(self.word_onsets, starts, side="left").astype(np.int64)
 
+    def word_rate(self, tr: Optional[float] = None) -> np.ndarray:
+        """(n_tr_times, 1) float64: words per TR, the words whose START lies in the TR
+        ``[t - tr/2, t + tr/2)`` (the same words as :attr:`split_indices`). Blank words are not
+        counted. tr: seconds (default: :attr:`tr_step`). When the source gave the split indices
+        (the reference's pickle), they are used and the last TR holds the remaining words."""
+        n_words = len(self.words)
+        spoken = np.fromiter((bool(w.strip()) for w in self.words), dtype=np.int64, count=n_words)
+        counted = np.concatenate([[0], np.cumsum(spoken)])
+        if self.word_split_indices is not None:
+            starts = np.clip(self.word_split_indices.astype(np.int64), 0, n_words)
+            last_end = n_words
+        else:
+            tr = self.tr_step if tr is None else float(tr)
+            if not np.isfinite(tr) or tr <= 0:
+                raise AssemblyFormatError(f"story {self.name!r}: give the TR (seconds) to count words per TR.")
+            starts = np.searchsorted(self.word_onsets, self.tr_times - tr / 2.0, side="left")
+            last_end = int(np.searchsorted(self.word_onsets, self.tr_times[-1] + tr / 2.0, side="left"))
+        ends = np.append(starts[1:], max(last_end, int(starts[-1])))
+        return (counted[ends] - counted[starts]).astype(np.float64)[:, None]
+
 
 @dataclass
 class Assembly:
@@ -306,9 +437,23 @@ class Assembly:
     def get_validation_method(self) -> str:
         return "outer"
 
+    def get_word_rates(self) -> list[np.ndarray]:
+        """Words per TR of every story, each (n_tr_times, 1): see :meth:`Story.word_rate`."""
+        return [s.word_rate(self.tr) for s in self.stories_list]
+
+    def get_coord(self, name: str) -> np.ndarray:
+        """The reference's per-stimulus coordinates, one entry per word of every story in order:
+        ``story_id`` (the story name) or ``stimulus_id`` (0, 1, ... within each story)."""
+        if name == "story_id":
+            return np.array([s.name for s in self.stories_list for _ in s.stimuli], dtype=object)
+        if name == "stimulus_id":
+            return np.concatenate([np.arange(len(s.stimuli)) for s in self.stories_list]).astype(np.int64)
+        raise KeyError(f"Unknown coordinate {name!r}; the assembly has 'story_id' and 'stimulus_id'.")
+
     @property
     def is_volume(self) -> bool:
-        return self.space.kind == "volume"
+        """True when the columns are voxels (a volume, also one drawn on a subject's cortex)."""
+        return self.space.kind in ("volume", "subject_surface")
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per story for tables: name, TRs, voxels, words, span, audio, repeats, test."""

@@ -43,7 +43,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from encoding_core.assembly.cleaning import clean_brain_data, record_zeroed_columns
-from encoding_core.assembly.data_model import Assembly, Space, Story
+from encoding_core.assembly.data_model import Assembly, Story
+from encoding_core.assembly.lebel_pycortex import lebel_space
 from encoding_core.assembly.textgrid import WordTier, read_word_tier
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, MissingStoryFilesError
 
@@ -358,13 +359,15 @@ def _resolve_requested(stories: list[str], files: dict[str, StoryFiles], root: P
 def load_lebel(root: PathLike, subject: str, stories: Optional[list[str]] = None,
                test_story: Optional[str] = DEFAULT_TEST_STORY, mask: Optional[np.ndarray] = None,
                affine: Optional[np.ndarray] = None, tr_time_convention: str = "midpoint",
-               skip_missing: bool = False) -> Assembly:
+               skip_missing: bool = False, surfaces: Any = "auto") -> Assembly:
     """Load ``subject`` from a LeBel (ds003020) folder as an Assembly (TR 2 s).
 
     stories: names in order, any case (default: every story with a response file, test story
     last). test_story: held-out story; the default ``wheretheressmoke`` is used only when
     loaded (it is moved last). mask/affine: the subject's 3-D volume mask (columns = True
-    voxels in C order) to get a volume space; without it the space is unknown.
+    voxels in C order) to get a volume space; without it, the subject's pycortex filestore
+    (``derivative(s)/pycortex-db/<SUBJECT>``, transform ``<SUBJECT>_auto``) gives a subject
+    surface space, or the space is unknown (``surfaces``: see :func:`.lebel_pycortex.lebel_space`).
     tr_time_convention: ``"midpoint"`` (default, the reference's) or ``"onset"``.
     skip_missing: load the other stories when some lack their respdict entry, response file
     or TextGrid (they are named in a warning and in ``provenance["skipped_stories"]``);
@@ -445,7 +448,8 @@ def load_lebel(root: PathLike, subject: str, stories: Optional[list[str]] = None
         provenance["warnings"] = warnings
         for message in warnings:
             logger.warning("%s", message)
-    space = Space.volume(mask, affine) if mask is not None else Space()
+    space = lebel_space(root, subject, loaded[0].n_voxels, data_source=f"{root} ({subject}'s responses)",
+                        mask=mask, affine=affine, surfaces=surfaces)
     try:
         return Assembly(subject=subject, tr=LEBEL_TR_S, stories_list=loaded, space=space,
                         provenance=provenance, test_story=test_story)

@@ -1,12 +1,17 @@
 """Our native assembly format: one schema-versioned HDF5 file.
 
-Layout (schema_version 1)::
+Layout (schema_version 2)::
 
-    /                      attrs: format="encoding_core.assembly", schema_version=1,
+    /                      attrs: format="encoding_core.assembly", schema_version=2,
                                   subject, tr (s), simulated, test_story ("" = none),
                                   provenance (JSON string)
-    /space                 attrs: kind, name; datasets mask (uint8, 3-D), affine (4x4)
-                           (mask/affine only for volume spaces)
+    /space                 attrs: kind, name, template ("" = unknown);
+                           datasets mask (uint8, 3-D), affine (4x4) for volume and
+                           subject_surface spaces
+    /space/surfaces        subject_surface only; attrs: subject, transform, mask_type,
+                           source, sampling (JSON)
+        <type>/<hemi>/coordinates  (n, 3) float mm, type in pia/wm/inflated, hemi left/right
+        <type>/<hemi>/faces        (f, 3) int
     /stories/<i>           i = 0, 1, ... (story order); attrs: name, audio_path (absent = None)
         brain_data         (n_trs, n_voxels) float32, chunked along TRs, gzip + shuffle
         tr_times           (n_trs_times,) float64 seconds from sound onset
@@ -16,6 +21,8 @@ Layout (schema_version 1)::
         repeats            optional (n_repeats, n_trs, n_voxels) float32
         word_split_indices optional (n_trs_times,) int64, first word of each TR as given by the
                            source (reference pickles); absent = computed from word_onsets
+
+Version 1 files (no template, no subject surfaces) are read as before.
 
 Reading checks every declared shape and dtype *before* reading any data, so a corrupt
 or hostile file cannot make us allocate absurd amounts of memory; any problem becomes an
@@ -34,7 +41,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly.data_model import Assembly, Space, Story
+from encoding_core.assembly.data_model import (CORTICAL_SURFACE_TYPES, HEMISPHERES, Assembly, CorticalSurfaces,
+                                               Space, Story)
 from encoding_core.assembly.cleaning import clean_brain_data, record_zeroed_columns
 from encoding_core.common.errors import AssemblyFormatError, EncodingCoreError, InputError
 from encoding_core.common.storage import atomic_output, json_default
@@ -43,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 FORMAT_NAME = "encoding_core.assembly"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the volume ``template`` and the ``subject_surface`` space; version 1 files still load."""
 MAX_ELEMENTS = 2 ** 33
 """Refuse any dataset declaring more elements than this (32 GiB of float32)."""
 CHUNK_BYTES = 1 << 20
@@ -76,12 +85,7 @@ def write_native(assembly: Assembly, path: PathLike) -> Path:
                 "tr": float(assembly.tr), "simulated": bool(assembly.simulated),
                 "test_story": assembly.test_story or "", "provenance": provenance,
             })
-            space = h5.create_group("space")
-            space.attrs.update({"kind": assembly.space.kind, "name": assembly.space.name})
-            if assembly.space.mask is not None:
-                space.create_dataset("mask", data=assembly.space.mask.astype(np.uint8), compression="gzip")
-            if assembly.space.affine is not None:
-                space.create_dataset("affine", data=np.asarray(assembly.space.affine, dtype=np.float64))
+            _write_space(h5.create_group("space"), assembly.space)
             stories = h5.create_group("stories")
             for index, story in enumerate(assembly.stories_list):
                 group = stories.create_group(str(index))
@@ -102,6 +106,25 @@ def write_native(assembly: Assembly, path: PathLike) -> Path:
                     group.create_dataset("word_split_indices", data=story.word_split_indices.astype(np.int64))
     logger.info("Saved assembly %s (%d stories) to %s", assembly.subject, len(assembly.stories_list), path)
     return path
+
+
+def _write_space(group: Any, space: Space) -> None:
+    group.attrs.update({"kind": space.kind, "name": space.name, "template": space.template or ""})
+    if space.mask is not None:
+        group.create_dataset("mask", data=space.mask.astype(np.uint8), compression="gzip")
+    if space.affine is not None:
+        group.create_dataset("affine", data=np.asarray(space.affine, dtype=np.float64))
+    surfaces = space.surfaces
+    if surfaces is not None:
+        folder = group.create_group("surfaces")
+        folder.attrs.update({"subject": surfaces.subject, "transform": surfaces.transform,
+                             "mask_type": surfaces.mask_type, "source": surfaces.source,
+                             "sampling": json.dumps(surfaces.sampling, default=_json_default)})
+        for kind, hemis in surfaces.meshes.items():
+            for hemi, (coords, faces) in hemis.items():
+                mesh = folder.create_group(f"{kind}/{hemi}")
+                mesh.create_dataset("coordinates", data=coords, compression="gzip", shuffle=True)
+                mesh.create_dataset("faces", data=faces, compression="gzip", shuffle=True)
 
 
 def _physical_memory_bytes() -> Optional[int]:
@@ -259,14 +282,15 @@ class NativeAssemblyReader:
             raise self._fail("missing group 'space'.")
         kind = self._attr(group, "kind", str)
         name = self._attr(group, "name", str)
+        template = self._attr(group, "template", str, required=False, default="") or None
         if kind == "surface":
             try:
                 return Space.surface(name)
             except AssemblyFormatError as exc:
                 raise self._fail(str(exc)) from None
-        if kind == "volume":
+        if kind in ("volume", "subject_surface"):
             if "mask" not in group:
-                raise self._fail("a volume space needs a 'space/mask' dataset.")
+                raise self._fail(f"a {kind} space needs a 'space/mask' dataset.")
             mask = self._checked_dataset(group, "mask", kinds="biuf", ndim=3)
             affine = None
             if "affine" in group:
@@ -274,10 +298,37 @@ class NativeAssemblyReader:
                 if affine.shape != (4, 4):
                     raise self._fail(f"space/affine must be 4x4, got {affine.shape}.")
                 affine = affine[()]
-            return Space.volume(mask[()].astype(bool), affine)
+            if kind == "volume":
+                return Space.volume(mask[()].astype(bool), affine, template)
+            return Space.subject_surface(name, mask[()].astype(bool), affine, self._read_surfaces(group))
         if kind == "unknown":
             return Space()
-        raise self._fail(f"space kind {kind!r} is unknown; expected surface, volume or unknown.")
+        raise self._fail(f"space kind {kind!r} is unknown; expected surface, volume, subject_surface or unknown.")
+
+    def _read_surfaces(self, space_group: Any) -> CorticalSurfaces:
+        group = space_group.get("surfaces")
+        if group is None or not hasattr(group, "keys"):
+            raise self._fail("a subject_surface space needs the group 'space/surfaces' (the subject's meshes).")
+        try:
+            sampling = json.loads(self._attr(group, "sampling", str, required=False, default="{}"))
+        except json.JSONDecodeError as exc:
+            raise self._fail(f"space/surfaces sampling attribute is not valid JSON ({exc.msg}).") from None
+        if not isinstance(sampling, dict):
+            raise self._fail("space/surfaces sampling attribute must be a JSON object.")
+        meshes: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        for kind in CORTICAL_SURFACE_TYPES:
+            for hemi in HEMISPHERES:
+                mesh = group.get(f"{kind}/{hemi}")
+                if mesh is None or not hasattr(mesh, "keys"):
+                    raise self._fail(f"missing group space/surfaces/{kind}/{hemi}.")
+                coords = self._checked_dataset(mesh, "coordinates", kinds="f", ndim=2)
+                faces = self._checked_dataset(mesh, "faces", kinds="iu", ndim=2)
+                meshes.setdefault(kind, {})[hemi] = (coords[()], faces[()])
+        return CorticalSurfaces(subject=self._attr(group, "subject", str), meshes=meshes,
+                                transform=self._attr(group, "transform", str, required=False, default=""),
+                                mask_type=self._attr(group, "mask_type", str, required=False, default=""),
+                                source=self._attr(group, "source", str, required=False, default=""),
+                                sampling=sampling)
 
     def _checked_dataset(self, group: Any, key: str, kinds: str, ndim: int, story: str = "") -> Any:
         """Return the h5py dataset after checking existence, dtype kind, ndim and size (no data read)."""

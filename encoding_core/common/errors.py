@@ -82,3 +82,11 @@ class JobCancelled(EncodingCoreError):
 
 class ClusterError(EncodingCoreError):
     """A Dask scheduler cannot be reached, or the cluster went away during a job."""
+
+
+class SpaceMismatchError(InputError):
+    """Brain data, mask, affine, transform or surfaces do not describe the same space."""
+
+
+class PycortexFormatError(AssemblyFormatError):
+    """A pycortex filestore folder or file is missing, unreadable or inconsistent."""

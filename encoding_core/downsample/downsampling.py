@@ -60,6 +60,18 @@ METHOD_PARAMS: dict[str, dict[str, Any]] = {
 }
 """Keyword arguments each method accepts, with their defaults."""
 
+LEGACY_METHODS = ("legacy_average", "legacy_sum", "legacy_last")
+"""The reference's boundary-style methods: ``split_indices`` (n_trs - 1,) are the sample indices
+where each TR after the first begins (``np.split`` convention, the LeBel pickles' values);
+TR ``i`` aggregates its chunk (mean / sum / last row), empty chunks give 0; the output has
+``len(split_indices) + 1`` rows whatever ``tr_times`` holds. ``Downsampler.downsample`` only."""
+
+REFERENCE_PARAMS = frozenset({"split_indices", "window", "cutoff_mult", "rectify", "causal", "renorm",
+                              "freqs", "sigma"})
+"""Every keyword of the reference's methods. ``Downsampler.downsample`` drops those the chosen
+method does not take (the reference's trainer always passes ``split_indices``), with a debug
+line; any other unknown keyword is still an error."""
+
 
 def lanczos_kernel(dt: np.ndarray, cutoff: float, window: int = 3) -> np.ndarray:
     """Lanczos weights for time offsets ``dt`` (seconds, TR time minus sample time).
@@ -151,10 +163,12 @@ def _split_matrix(split_indices: np.ndarray, n_samples: int, method: str,
 class Downsampler:
     """Reference-compatible downsampler: ``Downsampler().downsample(data, data_times, tr_times, method)``."""
 
-    available_methods = list(METHODS)
+    available_methods = list(METHODS) + list(LEGACY_METHODS)
 
     def get_method_params(self, method: str) -> dict[str, Any]:
         """The keyword arguments ``method`` accepts, with defaults."""
+        if method in LEGACY_METHODS:
+            return {"split_indices": None}
         _check_method(method)
         return dict(METHOD_PARAMS[method])
 
@@ -218,11 +232,17 @@ class Downsampler:
 
         ``data_times`` (n_samples,) and ``tr_times`` (n_trs,) (the centres of the TRs) are in
         seconds. ``kwargs`` are the method's options (see :data:`METHOD_PARAMS`; ``tr=``
-        overrides the TR length inferred from ``tr_times``). Unknown options raise InputError. ``rectify=True`` (lanczos)
-        returns 2 * n_features columns.
+        overrides the TR length inferred from ``tr_times``). Options of the reference's other
+        methods that this method does not take (e.g. ``split_indices`` with ``rect``) are
+        ignored, as the reference does; other unknown options raise InputError.
+        ``rectify=True`` (lanczos) returns 2 * n_features columns.
+        ``legacy_average/legacy_sum/legacy_last``: see :data:`LEGACY_METHODS`.
         """
         values = _as_data(data)
         n_samples = values.shape[0]
+        if method in LEGACY_METHODS:
+            return _legacy_downsample(values, method, kwargs.get("split_indices"))
+        kwargs = _drop_reference_extras(method, kwargs)
         times = _as_times(data_times, "data_times")
         if len(times) != n_samples:
             raise InputError(
@@ -235,6 +255,31 @@ class Downsampler:
         else:
             out = weights @ values
         return np.asarray(out, dtype=np.float32)
+
+
+def _drop_reference_extras(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """kwargs without the reference's keywords that ``method`` does not take (logged at debug level)."""
+    if method not in METHOD_PARAMS:
+        return kwargs
+    taken = set(METHOD_PARAMS[method]) | {"tr"}
+    dropped = sorted(k for k in kwargs if k in REFERENCE_PARAMS and k not in taken)
+    if dropped:
+        logger.debug("Downsampling method %r does not use %s; ignored (as the reference does).", method, dropped)
+    return {k: v for k, v in kwargs.items() if k not in dropped}
+
+
+def _legacy_downsample(values: np.ndarray, method: str, split_indices: Any) -> np.ndarray:
+    """The reference's legacy_* methods: aggregate ``np.split(values, split_indices)`` chunks."""
+    if split_indices is None:
+        raise InputError(f"method={method!r} needs split_indices= (the sample index where each TR after the "
+                         "first begins, n_trs - 1 values).")
+    split = np.asarray(split_indices).reshape(-1)
+    if split.size and (not np.issubdtype(split.dtype, np.integer) or np.any(np.diff(split) < 0)):
+        raise InputError(f"split_indices for method={method!r} must be non-decreasing integer sample indices; "
+                         f"got dtype {split.dtype}.")
+    starts = np.concatenate([[0], split]).astype(np.int64)
+    weights = _split_matrix(starts, values.shape[0], method.removeprefix("legacy_"))
+    return np.asarray(weights @ np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0), dtype=np.float32)
 
 
 def downsample_kernel(method: str, tr: float, n_points: int = 601, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 The script loads the assembly, sets audio paths, creates the speech extractor with
 ``FeatureExtractorFactory``, and runs ``AbstractTrainer(...).train()`` for each layer, like
-the seed tutorial, so a user can rerun or adapt an experiment outside the app. Every
+the seed tutorial (any modality), so a user can rerun or adapt an experiment outside the app. Every
 value is written with ``repr`` (Python literals), never pasted as code.
 """
 from __future__ import annotations
@@ -69,16 +69,29 @@ def experiment_to_script(config: ExperimentConfig) -> str:
     else:
         lines += ["# 2. Audio paths: the assembly already carries them.", ""]
 
-    feature_dict = dataclasses.asdict(features)
+    modality = features.modality
+    if modality == "speech":
+        feature_dict: dict[str, Any] = dataclasses.asdict(features)
+    elif modality == "wordrate":
+        feature_dict = {}
+    elif modality == "embeddings":
+        feature_dict = {"vector_path": features.vector_path, "lowercase": features.lowercase,
+                        "oov_handling": features.oov_handling}
+    elif modality == "language_model":
+        feature_dict = {"model_name": features.model_name, "lookback": features.lookback,
+                        "last_token": features.last_token, "context_type": features.context_type,
+                        "device": features.device}
+    else:
+        feature_dict = {"path": features.custom_path}
     from encoding_core.stats.significance import describe_test, planned_settings
 
     test_label = describe_test(planned_settings(stats.test, stats.alternative, stats.block_length, stats.min_block_s,
                                                 stats.n_permutations))
     lines += [
-        "# 3. Create the speech feature extractor",
+        f"# 3. Create the feature extractor ({modality})",
         "extractor = FeatureExtractorFactory.create_extractor(",
-        '    modality="speech",',
-        f"    model_name={_literal(features.model_name)},",
+        f"    modality={_literal(modality)},",
+        f"    model_name={_literal(features.model_name if modality != 'wordrate' else 'wordrate')},",
         f"    config={_literal(feature_dict)},",
         f"    cache_dir={_literal(config.cache_dir)},",
         ")",
@@ -104,7 +117,10 @@ def experiment_to_script(config: ExperimentConfig) -> str:
         f"downsample_config = {_literal(dict(alignment.downsample_kwargs, method=alignment.downsample_method))}",
         "",
     ]
-    layers = "range(extractor.n_layers)" if config.layers == "all" else _literal(list(config.layers))
+    if modality in ("wordrate", "embeddings", "custom"):
+        layers = "[0]"  # no layers: one feature set
+    else:
+        layers = "range(extractor.n_layers)" if config.layers == "all" else _literal(list(config.layers))
     lines += [
         "# 6. Create and run the trainer, one layer at a time",
         f"for layer in {layers}:",
@@ -119,6 +135,7 @@ def experiment_to_script(config: ExperimentConfig) -> str:
         '        logger_backend="local",',
         f"        results_dir={_literal(config.results_dir)},",
         "        layer_idx=layer,",
+        f"        lookback={features.lookback},",
         "        downsample_config=downsample_config,",
         f"        story_selection={_literal(list(source.stories)) if source.stories else None},",
         f"        run_name={_literal(config.name)} + f\"-layer{{layer}}\",",

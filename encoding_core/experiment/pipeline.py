@@ -13,8 +13,10 @@ reference-compatible trainer reuse them instead of copying them:
 
 A *feature source* is any callable ``source(story, progress=None, cancel=None)`` returning
 an object with ``times`` ``(n_windows,)`` seconds, ``layer(i) -> (n_windows, dim)`` and
-``n_layers`` (the features package's ``StoryFeatures``). The default one runs the
-speech model of ``config.features`` with its on-disk cache; tests inject synthetic ones.
+``n_layers`` (the features package's ``StoryFeatures``; with ``tr_aligned`` True its rows
+are one per TR time and are not downsampled). The default one runs the modality of
+``config.features`` (a speech model, word rate, word embeddings, a language model or custom
+arrays) with its on-disk cache; tests inject synthetic ones.
 
 Units: times in seconds from sound onset, trimming bounds and delays in TRs.
 """
@@ -129,11 +131,23 @@ def attach_audio(assembly: Assembly, config: ExperimentConfig,
 
 
 def extractor_feature_source(config: ExperimentConfig) -> FeatureSource:
-    """The default feature source: the speech model of ``config.features`` with the disk cache."""
-    from encoding_core.features import SpeechFeatureExtractor
+    """The default feature source: the modality of ``config.features`` with the disk cache."""
+    from encoding_core.features.factory import FeatureExtractorFactory
 
-    extractor = SpeechFeatureExtractor(config.features, cache_dir=config.cache_dir)
-    return extractor_as_source(extractor)
+    modality = config.features.modality
+    extractor = FeatureExtractorFactory.create_extractor(modality, config=config.features, cache_dir=config.cache_dir)
+    return extractor_as_source(extractor) if modality == "speech" else story_source(extractor)
+
+
+def story_source(extractor: Any, **options: Any) -> FeatureSource:
+    """Wrap an extractor with ``extract_story(story, progress, cancel, **options)`` (word rate,
+    embeddings, language model, custom arrays) as a feature source."""
+
+    def source(story: Story, progress: Optional[ProgressCallback] = None,
+               cancel: Optional[CancelFlag] = None) -> StoryFeaturesLike:
+        return extractor.extract_story(story, progress=progress, cancel=cancel, **options)
+
+    return source
 
 
 def extractor_as_source(extractor: Any) -> FeatureSource:
@@ -306,6 +320,8 @@ def align_story_features(features: np.ndarray, times: np.ndarray, story: Story, 
     """Downsample (n_windows, dim) features at ``times`` s to the story's TR times -> (n_trs, dim)."""
     from encoding_core.downsample.downsampling import Downsampler
 
+    if len(features) == 0:  # e.g. a story without words: no sample, zero features
+        return np.zeros((len(story.tr_times), np.asarray(features).reshape(0, -1).shape[1]), dtype=np.float32)
     downsampler = downsampler or Downsampler()
     method = config.alignment.downsample_method
     kwargs = dict(config.alignment.downsample_kwargs)
@@ -324,7 +340,8 @@ def prepare_features(story_features: Mapping[str, StoryFeaturesLike], assembly: 
     train, test = {}, None
     for story in assembly.stories_list:
         feats = story_features[story.name]
-        aligned = align_story_features(feats.layer(layer), feats.times, story, config, downsampler)
+        aligned = tr_rows(feats, story, layer) if getattr(feats, "tr_aligned", False) else \
+            align_story_features(feats.layer(layer), feats.times, story, config, downsampler)
         delayed = make_delayed(np.nan_to_num(aligned), delays)
         part = _part(config, story.name, test_story)
         start, end = _bounds(config, part, "features")
@@ -334,6 +351,15 @@ def prepare_features(story_features: Mapping[str, StoryFeaturesLike], assembly: 
         else:
             train[story.name] = cleaned
     return PreparedFeatures(layer, train, test, [n for n in assembly.stories if n in train], test_story)
+
+
+def tr_rows(feats: StoryFeaturesLike, story: Story, layer: int) -> np.ndarray:
+    """Features already one row per TR time (``tr_aligned``): (n_tr_times, dim) float32, checked."""
+    rows = np.asarray(feats.layer(layer), dtype=np.float32)
+    if rows.shape[0] != len(story.tr_times):
+        raise ConfigError(f"Story {story.name!r}: the features have {rows.shape[0]} rows, one per TR, but the "
+                          f"story has {len(story.tr_times)} TR times.")
+    return rows
 
 
 def check_lengths(features: PreparedFeatures, targets: PreparedTargets, config: ExperimentConfig) -> None:
@@ -481,7 +507,8 @@ def best_layer_per_voxel(correlations: Mapping[int, np.ndarray]) -> tuple[np.nda
 def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None,
                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None,
                    feature_source: Optional[FeatureSource] = None, run_store: Any = None,
-                   downsampler: Any = None, layer_fitter: Optional[Callable[[int], LayerResult]] = None) -> str:
+                   downsampler: Any = None, layer_fitter: Optional[Callable[[int], LayerResult]] = None,
+                   fitter: Optional[Callable[..., LayerResult]] = None) -> str:
     """Run a whole experiment and return the id of the run written to ``config.results_dir``.
 
     assembly: use this one instead of loading ``config.assembly.path``; feature_source: see
@@ -489,7 +516,9 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
     :class:`~encoding_core.experiment.runstore.RunStore` (default: ``RunStore(config.results_dir)``);
     layer_fitter: ``layer_fitter(layer) -> LayerResult`` fits a layer elsewhere (e.g. on a Dask
     cluster, see :mod:`encoding_core.experiment.distributed`); it is called in layer order and the run is
-    written here exactly as for a local fit.
+    written here exactly as for a local fit. fitter: ``fitter(features, targets, config, cancel)
+    -> LayerResult`` replaces :func:`fit_layer` (the reference-compatible trainer fits through
+    ``NestedCVModel.fit_predict``).
     Raises an EncodingCoreError subclass for bad input (before any fit when possible) and
     JobCancelled when ``cancel`` is set; a started run is then marked failed/cancelled.
     """
@@ -506,14 +535,18 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         targets = prepare_targets(assembly, config)
         check_statistics_settings(targets, config)
     with timer("audio"):
-        if feature_source is None or config.assembly.audio_dir or config.assembly.audio_overrides:
-            attach_audio(assembly, config, progress)
+        if config.features.modality == "speech" and (
+                feature_source is None or config.assembly.audio_dir or config.assembly.audio_overrides):
+            attach_audio(assembly, config, progress)  # the other modalities read words or arrays, not audio
     check_cancel(cancel)
     with timer("features"):
         source = feature_source or extractor_feature_source(config)
         story_features = extract_all_features(assembly, source, progress, cancel)
     n_layers = min(int(f.n_layers) for f in story_features.values())
-    layers = resolve_layers(config.layers, n_layers)
+    if n_layers == 1 and config.features.modality in ("wordrate", "embeddings", "custom"):
+        layers = [0]  # a modality without layers: its one feature set is "layer 0"
+    else:
+        layers = resolve_layers(config.layers, n_layers)
 
     prepared: dict[int, PreparedFeatures] = {}
     with timer("alignment"):
@@ -542,7 +575,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
                         check_lengths(prepared[layer], targets, config)
                 progress("alignment", index + 1, len(layers), f"layer {layer}")
                 progress("fit", index, len(layers), f"layer {layer}")
-                result = fit_layer(prepared.pop(layer), targets, config, cancel)
+                result = (fitter or fit_layer)(prepared.pop(layer), targets, config, cancel)
             for stage, seconds in result.timings.items():
                 timer.add(stage, seconds)
             progress("fit", index + 1, len(layers), f"layer {layer}")

@@ -6,7 +6,10 @@ here and never taken from user text)::
     status.json          running | complete | failed | cancelled (+ pid, times, error)
     meta.json            name, created, subject, simulated, model, layers, mode, stories
     config.toml          the ExperimentConfig
-    space.json           {"kind", "name"}; space.npz holds mask/affine for volume spaces
+    space.json           {"kind", "name", "template", "surfaces"}; space.npz holds mask/affine
+                         for volume and subject_surface spaces and the subject's meshes
+                         (``<type>__<hemi>__coordinates`` / ``__faces``), so the maps can be
+                         drawn from the run alone
     layers/<L>/metrics.json   scalar metrics with the reference's keys
     layers/<L>/voxels.npz     per-voxel arrays (compressed, no pickles)
     layers/<L>/weights.npy    optional ridge weights (n_features, n_voxels)
@@ -36,9 +39,9 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from encoding_core.assembly.data_model import Space
+from encoding_core.assembly.data_model import CorticalSurfaces, Space
 from encoding_core.config import ExperimentConfig
-from encoding_core.common.errors import InputError, StorageError
+from encoding_core.common.errors import AssemblyFormatError, InputError, StorageError
 from encoding_core.common.storage import (atomic_write_bytes, atomic_write_text, create_unique_dir, ensure_dir,
     json_default, storage_error)
 
@@ -179,12 +182,25 @@ class RunWriter:
         _write_json(self.path / "status.json", record)
 
     def write_space(self, space: Space) -> None:
-        """Record the column space (kind/name; mask and affine for volumes) for the Results page."""
-        _write_json(self.path / "space.json", {"kind": space.kind, "name": space.name})
-        if space.kind == "volume" and space.mask is not None:
-            arrays = {"mask": np.asarray(space.mask, dtype=bool)}
+        """Record the column space for the Results page: kind/name/template; mask and affine for
+        volumes; for a subject surface space also its meshes and projection settings."""
+        record: dict[str, Any] = {"kind": space.kind, "name": space.name, "template": space.template}
+        arrays: dict[str, np.ndarray] = {}
+        if space.kind in ("volume", "subject_surface") and space.mask is not None:
+            arrays["mask"] = np.asarray(space.mask, dtype=bool)
             if space.affine is not None:
                 arrays["affine"] = np.asarray(space.affine, dtype=np.float64)
+        if space.surfaces is not None:
+            surfaces = space.surfaces
+            record["surfaces"] = {"subject": surfaces.subject, "transform": surfaces.transform,
+                                  "mask_type": surfaces.mask_type, "source": surfaces.source,
+                                  "sampling": surfaces.sampling}
+            for kind, hemis in surfaces.meshes.items():
+                for hemi, (coords, faces) in hemis.items():
+                    arrays[f"{kind}__{hemi}__coordinates"] = coords
+                    arrays[f"{kind}__{hemi}__faces"] = faces
+        _write_json(self.path / "space.json", record)
+        if arrays:
             atomic_write_bytes(self.path / "space.npz", _npz_bytes(arrays))
 
     def write_layer(self, layer: int, metrics: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
@@ -228,6 +244,23 @@ class RunWriter:
             logger.error("Could not mark run %s as failed: %s", self.run_id, exc)
 
 
+def _space_from_arrays(kind: str, info: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Space:
+    """A volume or subject surface Space from space.json (``info``) and space.npz (``arrays``)."""
+    affine = arrays.get("affine")
+    if kind == "volume":
+        return Space.volume(arrays["mask"], affine, info.get("template"))
+    record = info.get("surfaces") or {}
+    meshes: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for key in arrays:
+        parts = key.split("__")
+        if len(parts) == 3 and parts[2] == "coordinates":
+            meshes.setdefault(parts[0], {})[parts[1]] = (arrays[key], arrays[f"{parts[0]}__{parts[1]}__faces"])
+    surfaces = CorticalSurfaces(subject=str(record.get("subject", info.get("name", ""))), meshes=meshes,
+                                transform=str(record.get("transform", "")), mask_type=str(record.get("mask_type", "")),
+                                source=str(record.get("source", "")), sampling=dict(record.get("sampling") or {}))
+    return Space.subject_surface(str(info.get("name", "")), arrays["mask"], affine, surfaces)
+
+
 class Run:
     """A completed run loaded from disk. Arrays are read on first use (npz, no pickles)."""
 
@@ -264,15 +297,23 @@ class Run:
         return str(self.meta.get("subject", ""))
 
     def space(self) -> Space:
-        """The run's column space (volume mask/affine restored from space.npz)."""
+        """The run's column space (mask, affine and subject meshes restored from space.npz)."""
         info = _read_json(self.path / "space.json") or {}
         kind = info.get("kind", "unknown")
         if kind == "surface":
             return Space.surface(info.get("name", ""))
-        if kind == "volume" and (self.path / "space.npz").is_file():
-            with np.load(self.path / "space.npz", allow_pickle=False) as data:
-                affine = data["affine"] if "affine" in data.files else None
-                return Space.volume(data["mask"], affine)
+        if kind in ("volume", "subject_surface") and (self.path / "space.npz").is_file():
+            try:
+                with np.load(self.path / "space.npz", allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in data.files}
+            except (OSError, ValueError) as exc:
+                raise StorageError(f"{self.path / 'space.npz'} is unreadable ({exc}); delete run {self.run_id}.") \
+                    from None
+            try:
+                return _space_from_arrays(kind, info, arrays)
+            except (KeyError, AssemblyFormatError) as exc:
+                raise StorageError(f"{self.path / 'space.npz'} does not hold a complete {kind} space ({exc}); "
+                                   f"delete run {self.run_id}.") from None
         return Space()
 
     def _layer_dir(self, layer: int) -> Path:

@@ -1,6 +1,7 @@
 """On-disk feature cache: one folder per (story audio content, model configuration).
 
-Layout: ``<cache_dir>/speech_features/<key>/`` with ``meta.json`` (full key, shapes, sizes and
+Layout: ``<cache_dir>/speech_features/<key>/`` (word-level modalities: ``lm_features``,
+``embedding_features``, same entry layout, see :func:`load_or_compute_fields`) with ``meta.json`` (full key, shapes, sizes and
 sha256 of every file), ``times.npy`` and one ``layer_NNN.npy`` per encoder layer, each readable
 alone with ``np.load(mmap_mode="r")``. No pickle anywhere (``allow_pickle=False``, JSON).
 
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 SUBDIR = "speech_features"
+SUBDIRS = (SUBDIR, "lm_features", "embedding_features")
+"""Every modality's cache folder under ``cache_dir`` (listed and cleared together)."""
 META = "meta.json"
 KEY_SETTINGS = ("chunk_size", "context_size", "pool", "target_sample_rate", "include_early_windows",
                 "context_only", "cache_dtype")
@@ -110,8 +113,8 @@ def cache_key(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def _root(cache_dir: Union[str, Path]) -> Path:
-    return Path(cache_dir) / SUBDIR
+def _root(cache_dir: Union[str, Path], subdir: str = SUBDIR) -> Path:
+    return Path(cache_dir) / subdir
 
 
 def is_cached(audio_path: Union[str, Path], feature_config: FeatureConfig, cache_dir: Union[str, Path, None]) -> bool:
@@ -135,16 +138,27 @@ def load_or_compute(audio_path: Union[str, Path], config: FeatureConfig, cache_d
 
     With cache_dir None nothing is read or written.
     """
+    return load_or_compute_fields(key_fields(audio_path, config), cache_dir, compute, subdir=SUBDIR,
+                                  source=str(Path(audio_path).resolve()), cache_dtype=config.cache_dtype)
+
+
+def load_or_compute_fields(fields: dict[str, Any], cache_dir: Union[str, Path, None], compute: ComputeFn, *,
+                           subdir: str, source: str, cache_dtype: str = "float32") -> "StoryFeatures":
+    """The entry keyed by ``fields`` (every input that determines the numbers, JSON-serialisable:
+    content hashes, never paths alone) under ``cache_dir/subdir``, or ``compute()`` -> (layers
+    (L, n, D), times (n,), extra) stored atomically under a file lock. ``source`` names the input
+    in the entry's metadata (a file or a story). With cache_dir None nothing is read or written.
+    """
     from filelock import FileLock
 
     from encoding_core.features.base import StoryFeatures
 
-    fields = key_fields(audio_path, config)
     key = cache_key(fields)
+    label = Path(source).name or source
     if cache_dir is None:
         layers, times, extra = compute()
-        return _in_memory(layers, times, fields, key, config, extra)
-    root = _root(cache_dir)
+        return _in_memory(layers, times, fields, key, cache_dtype, extra)
+    root = _root(cache_dir, subdir)
     final = root / key
     try:
         lock_dir = ensure_dir(ensure_dir(root) / ".locks")
@@ -153,16 +167,16 @@ def load_or_compute(audio_path: Union[str, Path], config: FeatureConfig, cache_d
     except (OSError, StorageError) as exc:  # read-only or full cache folder: a valid entry is still usable
         story = _try_open(final, fields)
         if story is not None:
-            logger.info("Features of %s read from the read-only cache (%s).", Path(audio_path).name, key)
+            logger.info("Features of %s read from the read-only cache (%s).", label, key)
             return story
         raise (exc if isinstance(exc, StorageError) else storage_error(root / ".locks", exc)) from None
     try:
         story = _try_open(final, fields)
         if story is not None:
-            logger.info("Features of %s read from the cache (%s).", Path(audio_path).name, key)
+            logger.info("Features of %s read from the cache (%s).", label, key)
             return story
         layers, times, extra = compute()
-        meta = _write_entry(root, final, key, fields, layers, times, config, audio_path, extra)
+        meta = _write_entry(root, final, key, fields, layers, times, cache_dtype, source, extra)
     finally:
         lock.release()
     data = [np.load(final / name, mmap_mode="r", allow_pickle=False) for name in _layer_names(meta["n_layers"])]
@@ -170,11 +184,11 @@ def load_or_compute(audio_path: Union[str, Path], config: FeatureConfig, cache_d
                          model_name=fields["model_name"], key=key, from_cache=False, meta=meta)
 
 
-def _in_memory(layers: np.ndarray, times: np.ndarray, fields: dict, key: str, config: FeatureConfig,
+def _in_memory(layers: np.ndarray, times: np.ndarray, fields: dict, key: str, cache_dtype: str,
                extra: dict) -> "StoryFeatures":
     from encoding_core.features.base import StoryFeatures
 
-    stored = [np.ascontiguousarray(layer, dtype=config.cache_dtype) for layer in layers]
+    stored = [np.ascontiguousarray(layer, dtype=cache_dtype) for layer in layers]
     return StoryFeatures(times=times, layers_data=stored, model_name=fields["model_name"], key=key,
                          from_cache=False, meta={"key_fields": fields, **extra})
 
@@ -238,16 +252,16 @@ def _open_entry(folder: Path, fields: dict) -> "StoryFeatures":
 
 
 def _write_entry(root: Path, final: Path, key: str, fields: dict, layers: np.ndarray, times: np.ndarray,
-                 config: FeatureConfig, audio_path: Union[str, Path], extra: dict) -> dict:
+                 cache_dtype: str, source: str, extra: dict) -> dict:
     """Write an entry in a temp folder, then rename it to ``final``; returns its metadata."""
     n_layers, n_windows, dim = layers.shape
     with staging_dir(root, f".tmp-{key}-", final) as tmp:
         files = {"times.npy": _save_npy(tmp / "times.npy", np.asarray(times, dtype=np.float64))}
         for name, layer in zip(_layer_names(n_layers), layers):
-            files[name] = _save_npy(tmp / name, np.ascontiguousarray(layer, dtype=config.cache_dtype))
+            files[name] = _save_npy(tmp / name, np.ascontiguousarray(layer, dtype=cache_dtype))
         meta = {"format": CACHE_FORMAT, "key": key, "key_fields": fields, "model_name": fields["model_name"],
-                "audio_file": str(Path(audio_path).resolve()), "n_windows": int(n_windows),
-                "n_layers": int(n_layers), "dim": int(dim), "dtype": config.cache_dtype,
+                "audio_file": source, "n_windows": int(n_windows),
+                "n_layers": int(n_layers), "dim": int(dim), "dtype": cache_dtype,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "files": files, "extra": extra}
         atomic_write_text(tmp / META, json.dumps(meta, indent=1))
@@ -270,12 +284,10 @@ def _save_npy(path: Path, array: np.ndarray) -> dict[str, Any]:
 
 
 def list_cache_entries(cache_dir: Union[str, Path]) -> list[CacheEntryInfo]:
-    """Entries in a cache folder, newest first (unreadable metadata is listed as model '?')."""
-    root = _root(cache_dir)
-    if not root.is_dir():
-        return []
+    """Entries in a cache folder (every modality), newest first (unreadable metadata: model '?')."""
     entries = []
-    for folder in root.iterdir():
+    roots = [_root(cache_dir, sub) for sub in SUBDIRS if _root(cache_dir, sub).is_dir()]
+    for folder in (f for root in roots for f in root.iterdir()):
         if not folder.is_dir() or folder.name.startswith("."):
             continue
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
@@ -303,12 +315,10 @@ def _recently_modified(folder: Path, seconds: float) -> bool:
 
 def clear_cache(cache_dir: Union[str, Path], keys: Optional[list[str]] = None) -> int:
     """Remove the given entries (all, and temp folders left over for an hour, when keys is None); returns how many."""
-    root = _root(cache_dir)
-    if not root.is_dir():
-        return 0
     removed = 0
     wanted = None if keys is None else set(keys)
-    for folder in root.iterdir():
+    roots = [_root(cache_dir, sub) for sub in SUBDIRS if _root(cache_dir, sub).is_dir()]
+    for folder in (f for root in roots for f in root.iterdir()):
         if not folder.is_dir() or folder.name == ".locks":
             continue
         is_temp = folder.name.startswith(".tmp-")

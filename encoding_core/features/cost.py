@@ -32,6 +32,8 @@ class CostEstimate:
     per_window_s: float
     cached_stories: int
     warnings: list[str] = field(default_factory=list)
+    unit: str = "windows"
+    """What ``n_windows`` counts: ``windows`` (speech), ``words`` (word-level modalities), ``TRs``."""
 
     @property
     def seconds(self) -> float:
@@ -93,3 +95,74 @@ def estimate_cost(audio_paths: Sequence[Union[str, Path]], feature_config: Union
                         f"{per_window:.3f} s each). A larger chunk_size (stride), context_only or bf16 is faster.")
     return CostEstimate(n_windows=n_windows, est_seconds=float(est), per_window_s=float(per_window),
                         cached_stories=cached, warnings=warnings)
+
+
+MODALITY_NEEDS = {
+    "speech": "the stories' audio files and a speech model (the bundled Whisper, a Hugging Face id in the "
+              "local cache, or a local folder)",
+    "wordrate": "the stories' words with their times (in the assembly); nothing else",
+    "embeddings": "the stories' words with their times and a word-vector file: word2vec (.bin binary, "
+                  ".w2v.txt text) or GloVe (.txt)",
+    "language_model": "the stories' words with their times and a causal language model (a Hugging Face id in "
+                      "the local cache, or a local folder with its tokenizer)",
+    "custom": "a folder of <story>.npz files, each with 'features' (n, dim) and 'times' (n,) in seconds "
+              "(without times: one row per TR)",
+}
+"""What each modality needs, for the app."""
+TEXT_READ_BYTES_PER_S = 50e6
+BINARY_READ_BYTES_PER_S = 400e6
+_lm_probe: dict[tuple, float] = {}
+
+
+def estimate_word_feature_cost(word_counts: Sequence[int], feature_config: FeatureConfig,
+                               probe: bool = True) -> CostEstimate:
+    """Cost of a non-speech modality for stories with ``word_counts`` words.
+
+    wordrate / custom: nothing to compute. embeddings: reading the vector file (rough:
+    50 MB/s text, 400 MB/s binary). language_model: tokens read = for each word, its context
+    of at most ``lookback`` tokens (tokens per word measured with the model's tokenizer on a
+    sample), times seconds per token measured on one batch (``probe``).
+    """
+    config = feature_config
+    n_words = int(sum(word_counts))
+    warnings: list[str] = []
+    if config.modality in ("wordrate", "custom"):
+        return CostEstimate(n_words, 0.0, 0.0, 0, warnings, unit="words")
+    if config.modality == "embeddings":
+        path = Path(config.vector_path).expanduser()
+        if not path.is_file():
+            return CostEstimate(n_words, float("nan"), float("nan"), 0,
+                                [f"vector file {config.vector_path!r} not found"], unit="words")
+        size = path.stat().st_size
+        rate = BINARY_READ_BYTES_PER_S if path.name.endswith((".bin", ".bin.gz")) else TEXT_READ_BYTES_PER_S
+        return CostEstimate(n_words, size / rate, size / rate / max(n_words, 1), 0, warnings, unit="words")
+    if config.modality != "language_model":
+        raise ValueError(f"estimate_word_feature_cost does not handle modality {config.modality!r}")
+    from encoding_core.features.language_model import coerce_lm_config, load_language_model
+
+    lm_config = coerce_lm_config(config)
+    loaded = load_language_model(lm_config.model_name, lm_config.device)
+    sample = " ".join(["the quick brown fox jumps over the lazy dog"] * 8)
+    per_word = max(len(loaded.tokenizer(sample, add_special_tokens=False)["input_ids"]) / 72.0, 1.0)
+    tokens = 0.0
+    for count in word_counts:  # per story: word i reads min(lookback, tokens of its i + 1 words)
+        context = np.minimum(per_word * np.arange(1, int(count) + 1), lm_config.lookback)
+        tokens += float(context.sum()) + int(count)
+    per_token = float("nan")
+    if probe and n_words:
+        key = (loaded.name, loaded.identity, str(loaded.device))
+        if key not in _lm_probe:
+            from encoding_core.features.language_model import hidden_state_features
+
+            length = int(min(lm_config.lookback, 64))
+            sequences = [[loaded.tokenizer.bos_token_id or 0] * length] * 4
+            hidden_state_features(sequences[:1], loaded, lm_config)  # warm-up
+            start = time.perf_counter()
+            hidden_state_features(sequences, loaded, lm_config)
+            _lm_probe[key] = (time.perf_counter() - start) / (4 * (length + 1))
+        per_token = _lm_probe[key]
+    est = tokens * per_token
+    if np.isfinite(est) and est > LONG_RUN_S:
+        warnings.append(f"The language model would take about {est / 3600:.1f} h ({tokens:,.0f} tokens); a "
+                        "shorter lookback or a GPU is faster.")
+    return CostEstimate(n_words, float(est), float(est / max(n_words, 1)), 0, warnings, unit="words")

@@ -80,6 +80,14 @@ class SpeechFeatureExtractor:
             raise ConfigError(f"config['layer'] = {self.layer_index} but {self.config.model_name} has encoder "
                               f"layers 0..{self.facts.n_layers - 1} (0-based, embeddings excluded).")
 
+    modality = "speech"
+    chunk_size = property(lambda self: self.config.chunk_size)
+    context_size = property(lambda self: self.config.context_size)
+    pool = property(lambda self: self.config.pool)
+    target_sample_rate = property(lambda self: self.config.target_sample_rate)
+    device = property(lambda self: self.config.device)
+    layer = property(lambda self: self.layer_index)
+
     @property
     def model_name(self) -> str:
         return self.config.model_name
@@ -118,6 +126,11 @@ class SpeechFeatureExtractor:
         story = self.extract_story(audio_path)
         chosen = layer if layer is not None else self.layer_index if self.layer_index is not None else self.n_layers - 1
         return story.layer(chosen), story.times
+
+    def extract_all_layers(self, audio_path: Union[str, Path]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """Reference-style: ({layer: (n_windows, dim) float32} for layers 0..n_layers-1, times (n_windows,) s)."""
+        story = self.extract_story(audio_path)
+        return {i: story.layer(i) for i in range(story.n_layers)}, story.times
 
     def _sample_rate(self, loaded: LoadedModel) -> int:
         if int(self.config.target_sample_rate) != loaded.sampling_rate:

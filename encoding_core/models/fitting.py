@@ -99,21 +99,37 @@ def _fallback(Y: np.ndarray, P: np.ndarray, stats: StatsConfig, options: dict, r
     return dict(rule, available=True)
 
 
+GROUPED_FOLD_TYPES = ("story", "group")
+"""Fold types that need ``groups`` (the story of every TR)."""
+
+
 def _inner_folds(n_samples: int, ridge: RidgeConfig, groups: Optional[np.ndarray]) -> list:
     from encoding_core.models.folds import make_folds
 
     return make_folds(n_samples, kind=ridge.fold_type, n_folds=ridge.n_inner_folds, chunk_length=ridge.chunk_length,
                       trim_size=ridge.trim_size, seed=ridge.seed,
-                      groups=groups if ridge.fold_type == "story" else None)
+                      groups=groups if ridge.fold_type in GROUPED_FOLD_TYPES else None)
 
 
 def _fit_ridge(X: np.ndarray, Y: np.ndarray, ridge: RidgeConfig, groups: Optional[np.ndarray],
-               cancel: Optional[CancelFlag] = None) -> Any:
+               cancel: Optional[CancelFlag] = None, score: str = "r") -> Any:
     from encoding_core.models.ridge import ridge_nested_cv
 
     folds = _inner_folds(X.shape[0], ridge, groups)
     return ridge_nested_cv(X, Y, folds=folds, alphas=list(ridge.alphas), normalpha=ridge.normalpha,
-                           single_alpha=ridge.single_alpha, device=ridge.device, cancel=cancel)
+                           single_alpha=ridge.single_alpha, device=ridge.device, cancel=cancel, score=score)
+
+
+def standardize_columns(train: np.ndarray, *others: Optional[np.ndarray], eps: float = 1e-8) -> list:
+    """``(x - mean) / (std + eps)`` per column with the mean and unbiased std (ddof 1) of ``train``
+    (n, k), applied to ``train`` and each of ``others`` (m, k) (None passes through); float32.
+
+    The reference's ``normalize_features`` / ``normalize_targets`` (its ``DataNormalizer``)."""
+    values = np.asarray(train, dtype=np.float64)
+    mean = values.mean(axis=0)
+    scale = values.std(axis=0, ddof=1) + eps if values.shape[0] > 1 else np.ones(values.shape[1])
+    return [None if x is None else ((np.asarray(x, dtype=np.float64) - mean) / scale).astype(np.float32)
+            for x in (train, *others)]
 
 
 def _score_summary(arrays: Mapping[str, np.ndarray], alphas: Sequence[float],
@@ -158,16 +174,24 @@ def _score_summary(arrays: Mapping[str, np.ndarray], alphas: Sequence[float],
 def fit_train_test(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray, Y_test: np.ndarray,
                    ridge: RidgeConfig, stats: StatsConfig, groups: Optional[np.ndarray] = None,
                    test_repeats: Optional[np.ndarray] = None, test_target_is_repeat_mean: bool = False,
-                   cancel: Optional[CancelFlag] = None, tr_s: float = 2.0) -> LayerResult:
+                   cancel: Optional[CancelFlag] = None, tr_s: float = 2.0, score: str = "r",
+                   normalize_features: bool = False, normalize_targets: bool = False) -> LayerResult:
     """Nested-CV ridge on the training TRs, predict the test TRs, test statistics.
 
     X_*: (n_trs, n_features) float32, Y_*: (n_trs, n_voxels) float32 (z-scored); groups:
     (n_train,) story index per training TR (for ``fold_type="story"``); test_repeats:
     (n_repeats, n_test, n_voxels) for a noise ceiling; test_target_is_repeat_mean: Y_test is the
     mean of those repeats (the ceiling is then that of an averaged target); tr_s: TR in seconds.
+    score: the inner-CV score (``r`` or ``r2``, see ``ridge_nested_cv``); normalize_features /
+    normalize_targets: standardise columns with the training rows' statistics first
+    (:func:`standardize_columns`).
     """
     started = time.perf_counter()
-    fit = _fit_ridge(X_train, Y_train, ridge, groups, cancel)
+    if normalize_features:
+        X_train, X_test = standardize_columns(X_train, X_test)
+    if normalize_targets:
+        Y_train, Y_test = standardize_columns(Y_train, Y_test)
+    fit = _fit_ridge(X_train, Y_train, ridge, groups, cancel, score)
     predicted = np.asarray(fit.predict(X_test), dtype=np.float32)
     fit_s = time.perf_counter() - started
     arrays, significance_metrics = evaluate_predictions(Y_test, predicted, stats, tr_s=tr_s)
@@ -201,15 +225,20 @@ def _ceiling_arrays(r: np.ndarray, repeats: Optional[np.ndarray],
             "normalized_correlations": np.asarray(normalize_by_ceiling(r, ceiling_r), dtype=np.float32)}
 
 
-def outer_folds(n_samples: int, groups: np.ndarray, ridge: RidgeConfig) -> list:
-    """Outer folds of ``cv`` mode by ``ridge.outer_fold_type``: leave one story out (``story``),
-    ``contiguous`` blocks, or ``trimmed`` blocks (``trim_size`` TRs around each held-out block
-    left out of its training set). Every TR is held out exactly once."""
+def outer_folds(n_samples: int, groups: np.ndarray, ridge: RidgeConfig, kind: Optional[str] = None) -> list:
+    """Outer folds of ``cv`` mode, by ``kind`` or else ``ridge.outer_fold_type``.
+
+    ``story``: leave one story out; ``contiguous``: blocks; ``trimmed``: blocks with ``trim_size``
+    TRs around each held-out block left out of its training set (every TR held out once). Any
+    other kind of ``folds.make_folds`` (the reference's outer folds follow its ``folding_type``)
+    with ``ridge.n_outer_folds`` folds; time-series kinds leave some TRs untested.
+    """
     from encoding_core.models.folds import make_folds
 
-    kind = ridge.outer_fold_type
+    kind = ridge.outer_fold_type if kind is None else kind
     return make_folds(n_samples, kind=kind, n_folds=ridge.n_outer_folds, chunk_length=ridge.chunk_length,
-                      trim_size=ridge.trim_size, seed=ridge.seed, groups=groups if kind == "story" else None)
+                      trim_size=ridge.trim_size, seed=ridge.seed,
+                      groups=groups if kind in GROUPED_FOLD_TYPES else None)
 
 
 def pooled_segments(groups: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -231,39 +260,56 @@ def pooled_segments(groups: np.ndarray, folds: Sequence[tuple[np.ndarray, np.nda
 def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge: RidgeConfig, stats: StatsConfig,
                         cancel: Optional[CancelFlag] = None, tr_s: float = 2.0,
                         repeats: Optional[np.ndarray] = None, repeats_rows: Optional[np.ndarray] = None,
-                        repeats_target_is_mean: bool = False) -> LayerResult:
+                        repeats_target_is_mean: bool = False, outer_kind: Optional[str] = None, score: str = "r",
+                        normalize_features: bool = False, normalize_targets: bool = False,
+                        mean_weights: bool = False) -> LayerResult:
     """"All stories (CV)": outer folds over all stacked TRs, nested-CV ridge inside each training part.
 
     X: (n, p), Y: (n, v) (z-scored per story), groups: (n,) story label per TR; tr_s: TR in s.
-    Every TR is predicted once by a model that did not train on it; ``correlations``, ``r2``,
-    p-values and ``significant_mask`` are those of the pooled held-out predictions (one test
-    per voxel over all n TRs, segments = story x outer fold, see :func:`pooled_segments`).
-    Their null variance includes the dependence between folds (each fold's model trained on
-    the others' held-out data): ``1 + rho`` per voxel from :mod:`encoding_core.models.cv_dependence`.
-    ``fold_correlations`` (n_folds, v) and ``fold_mean_correlations`` (v,) are the per-fold r
-    and their mean; ``majority_significant_mask`` marks voxels significant (BH-FDR within the
-    fold) in more than half of the folds. ``best_alphas`` is the median over folds and
-    ``cv_scores`` the mean inner-CV score per alpha over folds. repeats: (n_repeats,
-    len(repeats_rows), v) individual presentations of the rows ``repeats_rows`` (one story):
-    its noise ceiling, and that story's held-out r divided by it.
+    Every tested TR is predicted once by a model that did not train on it; ``correlations``,
+    ``r2``, p-values and ``significant_mask`` are those of the pooled held-out predictions (one
+    test per voxel over the tested TRs, segments = story x outer fold, see
+    :func:`pooled_segments`). Their null variance includes the dependence between folds (each
+    fold's model trained on the others' held-out data): ``1 + rho`` per voxel from
+    :mod:`encoding_core.models.cv_dependence`. ``fold_correlations`` (n_folds, v) and
+    ``fold_mean_correlations`` (v,) are the per-fold r and their mean;
+    ``majority_significant_mask`` marks voxels significant (BH-FDR within the fold) in more
+    than half of the folds. ``best_alphas`` is the median over folds and ``cv_scores`` the mean
+    inner-CV score per alpha over folds. repeats: (n_repeats, len(repeats_rows), v) individual
+    presentations of the rows ``repeats_rows`` (one story): its noise ceiling, and that story's
+    held-out r divided by it. outer_kind: outer fold kind (default ``ridge.outer_fold_type``);
+    TRs that no outer fold tests (time-series kinds) are left out of the pooled statistics.
+    score, normalize_*: as :func:`fit_train_test`, the normalisation fitted on each fold's
+    training rows. mean_weights: return the mean of the folds' weights (p, v) as ``weights``.
     """
     from encoding_core.stats.significance import describe_test, fdr_bh, significance
 
     started = time.perf_counter()
     groups = np.asarray(groups)
-    folds = outer_folds(X.shape[0], groups, ridge)
-    predicted = np.zeros_like(Y, dtype=np.float32)
+    folds = outer_folds(X.shape[0], groups, ridge, outer_kind)
+    predicted = np.zeros(Y.shape, dtype=np.float32)
+    tested = np.zeros(X.shape[0], dtype=bool)
     fold_r, fold_alphas, fold_masks, fold_scores = [], [], [], []
+    weight_sum: Optional[np.ndarray] = None
     fold_stats = dataclasses.replace(stats, test="effective_dof") if stats.test == "block_permutation" else stats
     fold_label = None
     stats_s = 0.0
     for train_idx, test_idx in folds:
         check_cancel(cancel)
-        fit = _fit_ridge(X[train_idx], Y[train_idx], ridge, groups[train_idx], cancel)
-        predicted[test_idx] = fit.predict(X[test_idx])
+        X_fit, X_held, Y_fit, Y_held = X[train_idx], X[test_idx], Y[train_idx], Y[test_idx]
+        if normalize_features:
+            X_fit, X_held = standardize_columns(X_fit, X_held)
+        if normalize_targets:
+            Y_fit, Y_held = standardize_columns(Y_fit, Y_held)
+        fit = _fit_ridge(X_fit, Y_fit, ridge, groups[train_idx], cancel, score)
+        predicted[test_idx] = fit.predict(X_held)
+        tested[test_idx] = True
+        if mean_weights:
+            weights = np.asarray(fit.weights, dtype=np.float64)
+            weight_sum = weights if weight_sum is None else weight_sum + weights
         t0 = time.perf_counter()
         held_groups = groups[test_idx]
-        fold_result = significance(Y[test_idx], predicted[test_idx], **significance_options(
+        fold_result = significance(Y_held, predicted[test_idx], **significance_options(
             fold_stats, held_groups if len(np.unique(held_groups)) > 1 else None, tr_s))
         stats_s += time.perf_counter() - t0
         fold_label = fold_label or describe_test(fold_result.settings)
@@ -274,9 +320,15 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
     t0 = time.perf_counter()
     from encoding_core.models.cv_dependence import cross_fold_rho, variance_factor
 
+    if normalize_targets:  # pooled statistics against the same per-fold standardised targets
+        Y = Y.astype(np.float32, copy=True)
+        for train_idx, test_idx in folds:
+            Y[test_idx] = standardize_columns(Y[train_idx], Y[test_idx])[1]
     rho = cross_fold_rho(X, folds, ridge.alphas, normalpha=ridge.normalpha, seed=ridge.seed)
-    factor = variance_factor(rho, ridge.alphas, np.stack(fold_alphas))
-    pooled, significance_metrics = evaluate_predictions(Y, predicted, stats, groups=pooled_segments(groups, folds),
+    # the textbook test stays textbook (n - 2 degrees of freedom, no correction of any kind)
+    factor = None if stats.test == "parametric_iid" else variance_factor(rho, ridge.alphas, np.stack(fold_alphas))
+    segments = pooled_segments(groups, folds)
+    pooled, significance_metrics = evaluate_predictions(Y[tested], predicted[tested], stats, groups=segments[tested],
                                                         tr_s=tr_s, variance_factor=factor)
     significance_metrics["significance"]["cross_fold_rho"] = {f"{a:g}": float(v) for a, v in zip(ridge.alphas, rho)}
     stats_s += time.perf_counter() - t0
@@ -304,10 +356,11 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
     metrics = _score_summary(arrays, ridge.alphas, arrays["cv_scores"])
     metrics.update(significance_metrics)
     metrics.update(ceiling_metrics)
-    metrics.update({"mode": "cv", "outer_fold_type": ridge.outer_fold_type, "n_outer_folds": len(folds),
-                    "n_trs": int(X.shape[0]), "n_features": int(X.shape[1]),
+    metrics.update({"mode": "cv", "outer_fold_type": outer_kind or ridge.outer_fold_type, "n_outer_folds": len(folds),
+                    "n_trs": int(X.shape[0]), "n_pooled_trs": int(tested.sum()), "n_features": int(X.shape[1]),
                     "n_majority_significant": int(arrays["majority_significant_mask"].sum()),
                     "fold_median_scores": [float(np.nanmedian(r)) for r in fold_r],
                     "fold_significance_test": fold_label})
     total = time.perf_counter() - started
-    return LayerResult(metrics, arrays, None, {"fit": total - stats_s, "stats": stats_s})
+    weights_out = None if weight_sum is None else (weight_sum / len(folds)).astype(np.float32)
+    return LayerResult(metrics, arrays, weights_out, {"fit": total - stats_s, "stats": stats_s})

@@ -100,14 +100,17 @@ def ridge_fit(X: Any, Y: Any, alpha: Any, normalpha: bool = False) -> np.ndarray
 
 def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: Any, normalpha: bool = True,
                     single_alpha: bool = False, device: str = "cpu", memory_budget_gb: float = 2.0,
-                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None) -> RidgeFit:
+                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None,
+                    score: str = "r") -> RidgeFit:
     """Fit ridge with the alpha chosen per voxel (or one for all) by inner cross-validation.
 
     X: (n, p) features; Y: (n, v) targets (float32 or float64; not copied as a whole);
     folds: inner folds ``[(train_idx, test_idx), ...]`` over the n rows (see ``folds.make_folds``);
     alphas: (n_alphas,) positive penalties (reference units, see module docstring).
     The CV score is the Pearson correlation on the held-out rows averaged over folds
-    (constant predictions or targets score 0). ``memory_budget_gb`` bounds the per-block
+    (constant predictions or targets score 0); with ``score="r2"`` it is the reference's
+    ``use_corr=False`` score ``sign(R2) sqrt(|R2|)``, ``R2 = 1 - var(y - pred) / var(y)`` (means
+    removed, as its unbiased ``torch.var``). ``memory_budget_gb`` bounds the per-block
     working set. ``progress(stage="fit", done, total, message)`` is called per voxel block;
     ``cancel.is_set()`` is checked between blocks.
     """
@@ -123,6 +126,8 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
         y_np = y_np.astype(np.float32)
     grid = _check_alphas(alphas)
     fold_list = _check_folds(folds, n)
+    if score not in ("r", "r2"):
+        raise InputError(f"score must be 'r' (correlation) or 'r2' (signed root of R^2); got {score!r}.")
     dev = _device(device)
     dtype = torch.float64 if (y_np.dtype == np.float64 and dev.type != "mps") else torch.float32
     report = progress or (lambda stage, done, total, message="": None)
@@ -142,7 +147,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     x_dev = x_host.to(dev, dtype)  # no copy for float32 X and float32 Y on the CPU
     if n < p:  # fewer TRs than features: n x n kernel matrices instead of p x p Gram matrices
         return _nested_cv_dual(x_host, x_dev, y_np, fold_list, grid, normalpha, single_alpha, dtype,
-                               memory_budget_gb, report, cancel)
+                               memory_budget_gb, report, cancel, score)
     gram = _float64_gram(x_host)
 
     block = _block_size(memory_budget_gb, n, p, max(len(te) for _, te in fold_list), len(grid), dtype)
@@ -219,9 +224,9 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
                 preds = (mapping @ cross_fold).reshape(len(scored), n_held, -1)
                 pred_ss = (preds * preds).sum(dim=1).double()
                 numerator = preds.mul_(y_centred).sum(dim=1).double()  # in place: no second buffer
-                corr = _safe_ratio(numerator, torch.sqrt(pred_ss * (y_centred * y_centred).sum(dim=0).double()))
+                corr = _held_out_score(numerator, pred_ss, (y_centred * y_centred).sum(dim=0).double(), score)
             else:
-                corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ cross_fold, y_held)
+                corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ cross_fold, y_held, score)
             del cross_fold
             scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
@@ -259,7 +264,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
 
 def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray, fold_list: list, grid: np.ndarray,
                     normalpha: bool, single_alpha: bool, dtype: torch.dtype, memory_budget_gb: float,
-                    report: ProgressCallback, cancel: Optional[CancelFlag]) -> RidgeFit:
+                    report: ProgressCallback, cancel: Optional[CancelFlag], score: str = "r") -> RidgeFit:
     """:func:`ridge_nested_cv` when n < p, in kernel form: the same weights and scores.
 
     With the training kernel ``K = X X' = U diag(s^2) U'`` (n, n), the weights for penalty a
@@ -290,7 +295,7 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
         for cols in blocks:
             y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev)
             y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
-            corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ y_train, y_held)
+            corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ y_train, y_held, score)
             scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
             check_cancel(cancel)
@@ -319,8 +324,21 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
     return _result(weights, mean_scores, best_index, grid, alpha_scale)
 
 
+def _held_out_score(numerator: torch.Tensor, pred_ss: torch.Tensor, target_ss: torch.Tensor,
+                    score: str) -> torch.Tensor:
+    """Per alpha and voxel (k, B) float64 from centred sums: ``numerator = sum(p y)``,
+    ``pred_ss = sum(p^2)``, ``target_ss = sum(y^2)`` (B,). ``r``: Pearson r; ``r2``:
+    ``sign(R2) sqrt(|R2|)`` with ``R2 = 1 - sum((y - p)^2) / sum(y^2)``. Constant data score 0."""
+    if score == "r":
+        return _safe_ratio(numerator, torch.sqrt(pred_ss * target_ss))
+    residual_ss = target_ss - 2.0 * numerator + pred_ss
+    r2 = 1.0 - _safe_ratio(residual_ss, target_ss.expand_as(residual_ss))
+    r2 = torch.where(target_ss.expand_as(r2) > 1e-30, r2, torch.zeros_like(r2))
+    return torch.sign(r2) * torch.sqrt(torch.abs(r2))
+
+
 def _alpha_correlations(held_rotated: torch.Tensor, shrink: torch.Tensor, rotated: torch.Tensor,
-                        y_held: torch.Tensor) -> torch.Tensor:
+                        y_held: torch.Tensor, score: str = "r") -> torch.Tensor:
     """Correlation (k, B) float64 of each scored alpha's held-out predictions with the targets.
 
     held_rotated: (n_h, r) centred held-out rows in the eigenbasis; shrink: (r, k) factors of
@@ -334,7 +352,7 @@ def _alpha_correlations(held_rotated: torch.Tensor, shrink: torch.Tensor, rotate
         preds = (held_rotated * shrink[:, slot]) @ rotated
         pred_ss[slot] = (preds * preds).sum(dim=0).double()
         numerator[slot] = preds.mul_(y_centred).sum(dim=0).double()
-    return _safe_ratio(numerator, torch.sqrt(pred_ss * (y_centred * y_centred).sum(dim=0).double()))
+    return _held_out_score(numerator, pred_ss, (y_centred * y_centred).sum(dim=0).double(), score)
 
 
 def _float64_gram(x: torch.Tensor, rows: bool = False) -> torch.Tensor:

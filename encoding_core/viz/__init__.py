@@ -1,6 +1,7 @@
 """Step 7, views: figures for the app and for reports (plotly, nilearn, matplotlib; no streamlit).
 
-- :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 (interactive, four-view PNG, glass brain);
+- :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 or any :class:`BrainSurface` (interactive,
+  four-view PNG), glass brain;
 - :mod:`~encoding_core.viz.plots`: histograms, layer profiles, alpha choices, audio and settings pictures;
 - :mod:`~encoding_core.viz.atlas`: anatomical regions (nilearn's Destrieux atlas, when on disk).
 
@@ -9,13 +10,16 @@ Imports only :mod:`encoding_core.common`.
 
 from encoding_core.viz.surfaces import (
     FOUR_VIEWS,
+    BrainSurface,
     HEMISPHERES,
     N_VERTICES_FSAVERAGE5,
     VIEWS,
     four_view_png,
+    fsaverage5_surface,
     fsaverage_mesh,
     fsaverage_sulcal_depth,
     glass_brain_png,
+    import_plotting_libraries,
     region_boundary,
     split_hemispheres,
     surface_figure,
@@ -37,15 +41,18 @@ from encoding_core.viz.plots import (
 
 __all__ = [
     "alpha_choice_figure",
+    "BrainSurface",
     "FOUR_VIEWS",
     "HEMISPHERES",
     "N_VERTICES_FSAVERAGE5",
     "VIEWS",
     "correlation_histogram",
     "four_view_png",
+    "fsaverage5_surface",
     "fsaverage_mesh",
     "fsaverage_sulcal_depth",
     "glass_brain_png",
+    "import_plotting_libraries",
     "kernel_figure",
     "layer_profile_figure",
     "length_preview_figure",

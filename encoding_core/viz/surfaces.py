@@ -1,8 +1,9 @@
-"""Brain maps: fsaverage5 meshes, interactive surface figures, four-view and glass-brain PNGs.
+"""Brain maps: surfaces to draw on, interactive surface figures, four-view and glass-brain PNGs.
 
-Surface maps are fsaverage5 per-vertex arrays of shape ``(20484,)`` (left hemisphere then right).
-The meshes ship with nilearn and are loaded once per process. Every function returns a plotly
-``Figure`` or PNG ``bytes``; none touches a UI.
+A surface map is a per-vertex array, left hemisphere then right, of a :class:`BrainSurface`:
+by default nilearn's fsaverage5 inflated mesh with its sulcal depth ``(20484,)``, loaded once
+per process; any other mesh (a subject's own inflated cortex) works the same way. Every
+function returns a plotly ``Figure`` or PNG ``bytes``; none touches a UI.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import io
 import logging
 import threading
 import time
-from typing import Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -23,6 +25,57 @@ N_VERTICES_FSAVERAGE5 = 10242
 HEMISPHERES = ("left", "right")
 VIEWS = ("lateral", "medial", "ventral")
 FOUR_VIEWS = (("left", "lateral"), ("right", "lateral"), ("left", "medial"), ("right", "medial"))
+
+
+@dataclass(frozen=True, eq=False)
+class BrainSurface:
+    """A surface to draw maps on: per hemisphere ``(coordinates (n, 3) mm, faces (f, 3))`` and a
+    per-vertex shading ``(n,)`` (sulcal depth, positive in sulci; None: plain grey).
+
+    name: shown in error messages and captions (e.g. ``"fsaverage5"``, ``"UTS01's cortex (inflated)"``).
+    """
+
+    name: str
+    meshes: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    shading: Optional[Mapping[str, np.ndarray]] = None
+
+    def n_vertices(self, hemi: str) -> int:
+        return int(len(self.meshes[hemi][0]))
+
+    def split(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Split a ``(n_left + n_right,)`` map into ``{"left": (n_left,), "right": (n_right,)}``."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        n_left, n_right = self.n_vertices("left"), self.n_vertices("right")
+        if values.size != n_left + n_right:
+            raise InputError(
+                f"A map on {self.name} needs {n_left + n_right} values (left {n_left} then right {n_right} "
+                f"vertices), got {values.size}; pass a map of a run on this surface."
+            )
+        return {"left": values[:n_left], "right": values[n_left:]}
+
+    def mesh(self, hemi: str):
+        """One hemisphere as a nilearn InMemoryMesh of copied coordinates (nilearn's matplotlib
+        engine shifts the coordinates it is given in place)."""
+        from nilearn.surface import InMemoryMesh
+
+        coords, faces = self.meshes[hemi]
+        return InMemoryMesh(np.array(coords, copy=True), faces)
+
+    def background(self, hemi: str) -> Optional[np.ndarray]:
+        return None if self.shading is None else np.asarray(self.shading[hemi], dtype=np.float64)
+
+
+def fsaverage5_surface() -> BrainSurface:
+    """nilearn's fsaverage5 inflated mesh with its sulcal depth, built once per process."""
+    with _mesh_lock:
+        return _load_fsaverage5_surface()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_fsaverage5_surface() -> BrainSurface:
+    mesh = fsaverage_mesh("inflated")
+    meshes = {h: (np.asarray(mesh.parts[h].coordinates), np.asarray(mesh.parts[h].faces)) for h in HEMISPHERES}
+    return BrainSurface("fsaverage5", meshes, fsaverage_sulcal_depth("inflated"))
 
 
 # --------------------------------------------------------------------------- meshes
@@ -56,6 +109,17 @@ def _load_sulcal_depth(mesh_type: str) -> dict[str, np.ndarray]:
     return {h: np.asarray(image.data.parts[h], dtype=np.float64).ravel() for h in HEMISPHERES}
 
 
+def import_plotting_libraries() -> None:
+    """Import pandas, plotly and nilearn's plotting completely, in the calling thread.
+
+    Call it once before any thread draws: two threads importing pandas at the same time can see
+    it partially initialised ("module 'pandas' has no attribute 'Series'").
+    """
+    import pandas  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
+    from nilearn import plotting  # noqa: F401
+
+
 def warm_up() -> float:
     """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth and mesh edges now.
 
@@ -68,7 +132,7 @@ def warm_up() -> float:
         import plotly.graph_objects  # noqa: F401
         from nilearn import plotting  # noqa: F401
 
-        fsaverage_sulcal_depth("inflated")
+        fsaverage5_surface()
         for hemi in HEMISPHERES:
             _mesh_edges(hemi)
     except Exception:  # noqa: BLE001 - a warm-up must never take the app down
@@ -86,13 +150,20 @@ def _mesh_edges(hemi: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _load_mesh_edges(hemi: str) -> np.ndarray:
-    faces = np.asarray(fsaverage_mesh("inflated").parts[hemi].faces, dtype=np.int64)
+    return _edges(np.asarray(fsaverage_mesh("inflated").parts[hemi].faces))
+
+
+def _edges(faces: np.ndarray) -> np.ndarray:
+    faces = np.asarray(faces, dtype=np.int64)
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     return np.unique(np.sort(edges, axis=1), axis=0)
 
 
-def split_hemispheres(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Split a ``(20484,)`` fsaverage5 map into ``{"left": (10242,), "right": (10242,)}``."""
+def split_hemispheres(values: np.ndarray, surface: Optional[BrainSurface] = None) -> dict[str, np.ndarray]:
+    """Split a map into ``{"left": ..., "right": ...}``: ``(20484,)`` -> two ``(10242,)`` on fsaverage5
+    (default), or the hemisphere sizes of ``surface``."""
+    if surface is not None:
+        return surface.split(values)
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size != 2 * N_VERTICES_FSAVERAGE5:
         raise InputError(
@@ -102,10 +173,11 @@ def split_hemispheres(values: np.ndarray) -> dict[str, np.ndarray]:
     return {"left": values[:N_VERTICES_FSAVERAGE5], "right": values[N_VERTICES_FSAVERAGE5:]}
 
 
-def region_boundary(mask: np.ndarray, hemi: str) -> np.ndarray:
-    """Indices of vertices of ``mask`` (one hemisphere, (10242,) bool) that touch a vertex outside it."""
+def region_boundary(mask: np.ndarray, hemi: str, surface: Optional[BrainSurface] = None) -> np.ndarray:
+    """Indices of vertices of ``mask`` (one hemisphere, (n,) bool) that touch a vertex outside it
+    (fsaverage5 unless ``surface`` is given)."""
     mask = np.asarray(mask, dtype=bool).ravel()
-    edges = _mesh_edges(hemi)
+    edges = _mesh_edges(hemi) if surface is None else _edges(surface.meshes[hemi][1])
     inside = mask[edges]
     crossing = edges[inside[:, 0] != inside[:, 1]]
     touched = np.zeros(mask.size, dtype=bool)
@@ -127,13 +199,15 @@ def thresholded_map(values: np.ndarray, significant_mask: Optional[np.ndarray] =
 # --------------------------------------------------------------------------- surface figures
 def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral",
                    vmax: Optional[float] = None, cmap: str = "RdBu_r", title: str = "",
-                   regions: Optional[dict[str, np.ndarray]] = None, symmetric: bool = True):
-    """Interactive plotly brain map of one hemisphere of an fsaverage5 map.
+                   regions: Optional[dict[str, np.ndarray]] = None, symmetric: bool = True,
+                   surface: Optional[BrainSurface] = None):
+    """Interactive plotly brain map of one hemisphere of a surface map.
 
-    values: ``(20484,)``; NaN vertices are left uncoloured (only the sulcal background
-    shows). regions: optional name -> ``(20484,)`` bool masks drawn as black outlines
-    (e.g. the demo's planted regions), listed in a horizontal legend under the brain so it
-    never covers the colour bar on the right. Returns a plotly ``Figure``.
+    values: one value per vertex of ``surface`` (default fsaverage5: ``(20484,)``), left then
+    right; NaN vertices are left uncoloured (only the sulcal background shows). regions:
+    optional name -> bool masks of the same length drawn as black outlines (e.g. the demo's
+    planted regions), listed in a horizontal legend under the brain so it never covers the
+    colour bar on the right. Returns a plotly ``Figure``.
     """
     from nilearn import plotting
     import plotly.graph_objects as go
@@ -142,7 +216,8 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
         raise InputError(f"hemi must be 'left' or 'right', got {hemi!r}.")
     if view not in VIEWS:
         raise InputError(f"view must be one of {VIEWS}, got {view!r}.")
-    parts = split_hemispheres(values)
+    surface = surface or fsaverage5_surface()
+    parts = surface.split(values)
     data = parts[hemi]
     finite = np.isfinite(data)
     if vmax is None:
@@ -151,9 +226,9 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     # nilearn thresholds |value| < threshold; NaN becomes 0 and is hidden by a tiny threshold.
     shown = np.where(finite, data, 0.0)
     threshold = 1e-12 if not finite.all() or np.any(shown == 0) else None
-    mesh = fsaverage_mesh("inflated").parts[hemi]
+    mesh = surface.mesh(hemi)
     display = plotting.plot_surf_stat_map(
-        mesh, shown, bg_map=fsaverage_sulcal_depth("inflated")[hemi], hemi=hemi, view=view,
+        mesh, shown, bg_map=surface.background(hemi), hemi=hemi, view=view,
         engine="plotly", cmap=cmap, threshold=threshold, vmax=vmax,
         vmin=-vmax if symmetric else 0.0, symmetric_cbar=symmetric, title=title or None,
     )
@@ -161,7 +236,8 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     if regions:
         coords = np.asarray(mesh.coordinates)
         for name, mask in regions.items():
-            edge = region_boundary(split_hemispheres(mask)[hemi] > 0, hemi)
+            edge = region_boundary(surface.split(mask)[hemi] > 0, hemi,
+                                   None if surface.name == "fsaverage5" else surface)
             if edge.size == 0:
                 continue
             figure.add_trace(go.Scatter3d(
@@ -181,11 +257,11 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
 
 def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str = "",
                   cmap: str = "RdBu_r", regions: Optional[dict[str, np.ndarray]] = None,
-                  dpi: int = 100) -> bytes:
-    """A static PNG (bytes) of an fsaverage5 map: left/right lateral and medial views.
+                  dpi: int = 100, surface: Optional[BrainSurface] = None) -> bytes:
+    """A static PNG (bytes) of a surface map: left/right lateral and medial views.
 
-    NaN vertices show only the sulcal background. regions: name -> ``(20484,)`` bool masks
-    drawn as contours.
+    values: one per vertex of ``surface`` (default fsaverage5, ``(20484,)``). NaN vertices show
+    only the sulcal background. regions: name -> bool masks of the same length drawn as contours.
     """
     import matplotlib
 
@@ -193,7 +269,8 @@ def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str =
     import matplotlib.pyplot as plt
     from nilearn import plotting
 
-    parts = split_hemispheres(values)
+    surface = surface or fsaverage5_surface()
+    parts = surface.split(values)
     finite_all = np.concatenate([parts[h][np.isfinite(parts[h])] for h in HEMISPHERES])
     if vmax is None:
         vmax = float(np.abs(finite_all).max()) if finite_all.size else 1.0
@@ -201,17 +278,17 @@ def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str =
     fig, axes = plt.subplots(1, 4, subplot_kw={"projection": "3d"}, figsize=(13, 3.6))
     try:
         for ax, (hemi, view) in zip(axes, FOUR_VIEWS):
-            mesh = fsaverage_mesh("inflated").parts[hemi]
+            mesh = surface.mesh(hemi)
             data = parts[hemi]
             shown = np.where(np.isfinite(data), data, 0.0)
             plotting.plot_surf_stat_map(
-                mesh, shown, bg_map=fsaverage_sulcal_depth("inflated")[hemi], hemi=hemi, view=view,
+                mesh, shown, bg_map=surface.background(hemi), hemi=hemi, view=view,
                 axes=ax, figure=fig, colorbar=(hemi, view) == FOUR_VIEWS[-1], cmap=cmap,
                 threshold=1e-12, vmax=vmax, vmin=-vmax, symmetric_cbar=True,
             )
             ax.set_title(f"{hemi} {view}", fontsize=9)
             for name, mask in (regions or {}).items():
-                roi = split_hemispheres(mask)[hemi] > 0
+                roi = surface.split(mask)[hemi] > 0
                 if roi.any():
                     plotting.plot_surf_contours(mesh, roi.astype(int), hemi=hemi, levels=[1], colors=["k"],
                                                 axes=ax, figure=fig)
@@ -227,7 +304,8 @@ def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str =
 def glass_brain_png(values: np.ndarray, mask: np.ndarray, affine: np.ndarray, threshold: float = 0.0,
                     title: str = "") -> bytes:
     """Glass-brain PNG (bytes) of a volume map: values ``(n_voxels,)`` in the True voxels of
-    ``mask`` (3-D bool, C order), ``affine`` 4x4 voxel-to-mm."""
+    ``mask`` (3-D bool, C order), ``affine`` 4x4 voxel-to-mm. The outline is the MNI152 brain:
+    a last resort for volumes with no known surface (the caller says so)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -111,3 +111,11 @@ def test_word_counts_per_tr_from_split_indices_agree(both):
                                            split_indices=s.split_indices)[:, 0] for s in (a, b)]
         np.testing.assert_array_equal(counts[0], counts[1])
         assert counts[0].sum() == len(a.words)
+
+
+def test_word_rate_modality_agrees_between_folder_and_pickle(both):
+    """The wordrate feature counts the same words per TR from both sources (the pickle has no word starts)."""
+    folder, from_pickle, _ = both
+    np.testing.assert_array_equal(np.concatenate(folder.get_word_rates()),
+                                  np.concatenate(from_pickle.get_word_rates()))
+    assert sum(int(r.sum()) for r in folder.get_word_rates()) == sum(len(s.words) for s in folder.stories_list)

@@ -59,7 +59,7 @@ def test_round_trip_surface_and_volume(tmp_path):
 def test_layout_and_compression(tmp_path, make_assembly):
     path = save_assembly(make_assembly(n_stories=2, n_trs=50, n_voxels=20), tmp_path / "a.h5")
     with h5py.File(path, "r") as h5:
-        assert h5.attrs["format"] == "encoding_core.assembly" and h5.attrs["schema_version"] == 1
+        assert h5.attrs["format"] == "encoding_core.assembly" and h5.attrs["schema_version"] == 2
         assert json.loads(h5.attrs["provenance"]) == {}
         ds = h5["stories/1/brain_data"]
         assert h5["stories/1"].attrs["name"] == "story1"
@@ -114,7 +114,7 @@ def _replace(h5, key, data):
 
 
 @pytest.mark.parametrize("action,message", [
-    (lambda h5: h5.attrs.__setitem__("schema_version", 2), "newer version of encoding_core"),
+    (lambda h5: h5.attrs.__setitem__("schema_version", 3), "newer version of encoding_core"),
     (lambda h5: h5.attrs.__setitem__("format", "something.else"), "not an encoding_core assembly"),
     (lambda h5: h5.attrs.__delitem__("subject"), "missing attribute 'subject'"),
     (lambda h5: h5.attrs.__setitem__("tr", "two"), "'tr'.*must be a number"),

@@ -13,9 +13,9 @@ def _rows_seen_by_each_fit(monkeypatch, X, Y, groups, ridge):
     seen = []
     real = fitting._fit_ridge
 
-    def spy(X_train, Y_train, ridge_config, groups_train, cancel=None):
+    def spy(X_train, Y_train, ridge_config, groups_train, cancel=None, score="r"):
         seen.append(np.asarray(X_train[:, 0]).astype(int))
-        return real(X_train, Y_train, ridge_config, groups_train, cancel)
+        return real(X_train, Y_train, ridge_config, groups_train, cancel, score)
 
     monkeypatch.setattr(fitting, "_fit_ridge", spy)
     result = fitting.fit_cross_validated(X, Y, groups, ridge, StatsConfig(n_permutations=0))

@@ -114,10 +114,11 @@ attr_values = st.one_of(
     st.integers(-2 ** 40, 2 ** 40), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
     st.binary(max_size=10), st.booleans(),
     st.lists(st.integers(-5, 5), min_size=1, max_size=4).map(np.array),
-    st.sampled_from(["{}", "[1]", "encoding_core.assembly", "unknown", "surface", "volume", "fsaverage5", "s0"]),
+    st.sampled_from(["{}", "[1]", "encoding_core.assembly", "unknown", "surface", "volume", "fsaverage5", "s0",
+                     "subject_surface", "MNI152"]),
 )
 ATTR_TARGETS = [("/", "format"), ("/", "schema_version"), ("/", "subject"), ("/", "tr"), ("/", "simulated"),
-                ("/", "test_story"), ("/", "provenance"), ("space", "kind"), ("space", "name"),
+                ("/", "test_story"), ("/", "provenance"), ("space", "kind"), ("space", "name"), ("space", "template"),
                 ("stories/0", "name"), ("stories/1", "audio_path")]
 
 
