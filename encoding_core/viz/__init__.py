@@ -2,13 +2,15 @@
 
 - :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 or any :class:`BrainSurface` (interactive,
   four-view PNG), glass brain;
-- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, audio and settings pictures.
+- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, audio and settings pictures;
+- :mod:`~encoding_core.viz.style`: screen/projector styles, rounded colour limits, titles, region colours.
 
 Imports only :mod:`encoding_core.common`.
 """
 
 from encoding_core.viz.surfaces import (
     FOUR_VIEWS,
+    FOUR_VIEW_WIDTH_PX,
     BrainSurface,
     HEMISPHERES,
     N_VERTICES_FSAVERAGE5,
@@ -25,7 +27,19 @@ from encoding_core.viz.surfaces import (
     thresholded_map,
     warm_up,
 )
+from encoding_core.viz.style import (
+    PROJECTOR,
+    SCREEN,
+    FigureStyle,
+    apply_style,
+    figure_style,
+    map_title,
+    nice_limit,
+    region_style,
+)
 from encoding_core.viz.plots import (
+    count_axis,
+    non_overlapping_labels,
     correlation_histogram,
     kernel_figure,
     layer_profile_figure,
@@ -38,6 +52,17 @@ from encoding_core.viz.plots import (
 )
 
 __all__ = [
+    "PROJECTOR",
+    "SCREEN",
+    "FigureStyle",
+    "apply_style",
+    "count_axis",
+    "figure_style",
+    "map_title",
+    "nice_limit",
+    "non_overlapping_labels",
+    "region_style",
+    "FOUR_VIEW_WIDTH_PX",
     "BrainSurface",
     "FOUR_VIEWS",
     "HEMISPHERES",

@@ -18,6 +18,8 @@ from typing import Mapping, Optional
 import numpy as np
 
 from encoding_core.common.errors import InputError
+from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, nice_limit, region_style,
+                                     tick_format)
 
 logger = logging.getLogger(__name__)
 
@@ -197,17 +199,26 @@ def thresholded_map(values: np.ndarray, significant_mask: Optional[np.ndarray] =
 
 
 # --------------------------------------------------------------------------- surface figures
+def _region_items(regions: Optional[Mapping[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    return list((regions or {}).items())
+
+
 def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral",
                    vmax: Optional[float] = None, cmap: str = "RdBu_r", title: str = "",
                    regions: Optional[dict[str, np.ndarray]] = None, symmetric: bool = True,
-                   surface: Optional[BrainSurface] = None):
+                   surface: Optional[BrainSurface] = None, *, colorbar_title: str = "",
+                   vmin: Optional[float] = None, round_limits: bool = True, style: Optional[FigureStyle] = None,
+                   height: Optional[int] = None):
     """Interactive plotly brain map of one hemisphere of a surface map.
 
     values: one value per vertex of ``surface`` (default fsaverage5: ``(20484,)``), left then
-    right; NaN vertices are left uncoloured (only the sulcal background shows). regions:
-    optional name -> bool masks of the same length drawn as black outlines (e.g. the demo's
-    planted regions), listed in a horizontal legend under the brain so it never covers the
-    colour bar on the right. Returns a plotly ``Figure``.
+    right; NaN vertices are left uncoloured (only the sulcal background shows). Colour limits:
+    ``[-vmax, vmax]`` when ``symmetric`` (vmax rounded up to a readable number with
+    ``round_limits``), else ``[vmin or 0, vmax]``; the colour bar is labelled ``colorbar_title``.
+    regions: optional readable label -> bool mask of the same length, each outlined in its own
+    colour and marker (:func:`~encoding_core.viz.style.region_style`) and listed once in a
+    horizontal legend under the brain (never over the colour bar). style: screen or projector
+    sizes. Returns a plotly ``Figure``.
     """
     from nilearn import plotting
     import plotly.graph_objects as go
@@ -216,6 +227,7 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
         raise InputError(f"hemi must be 'left' or 'right', got {hemi!r}.")
     if view not in VIEWS:
         raise InputError(f"view must be one of {VIEWS}, got {view!r}.")
+    style = style or SCREEN
     surface = surface or fsaverage5_surface()
     parts = surface.split(values)
     data = parts[hemi]
@@ -223,6 +235,9 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     if vmax is None:
         vmax = float(np.nanmax(np.abs(data))) if finite.any() else 1.0
         vmax = vmax if vmax > 0 else 1.0
+    if round_limits:
+        vmax = nice_limit(vmax)
+    low = -vmax if symmetric else (0.0 if vmin is None else float(vmin))
     # nilearn thresholds |value| < threshold; NaN becomes 0 and is hidden by a tiny threshold.
     shown = np.where(finite, data, 0.0)
     threshold = 1e-12 if not finite.all() or np.any(shown == 0) else None
@@ -230,52 +245,85 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     display = plotting.plot_surf_stat_map(
         mesh, shown, bg_map=surface.background(hemi), hemi=hemi, view=view,
         engine="plotly", cmap=cmap, threshold=threshold, vmax=vmax,
-        vmin=-vmax if symmetric else 0.0, symmetric_cbar=symmetric, title=title or None,
+        vmin=low, symmetric_cbar=symmetric, title=title or None,
     )
     figure = display.figure
-    if regions:
-        coords = np.asarray(mesh.coordinates)
-        for name, mask in regions.items():
-            edge = region_boundary(surface.split(mask)[hemi] > 0, hemi,
-                                   None if surface.name == "fsaverage5" else surface)
-            if edge.size == 0:
-                continue
-            figure.add_trace(go.Scatter3d(
-                x=coords[edge, 0], y=coords[edge, 1], z=coords[edge, 2], mode="markers",
-                marker={"size": 2, "color": "black"}, name=f"planted: {name}", showlegend=True,
-            ))
-    figure.update_layout(height=420, margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0})
+    ticks = colour_ticks(low, vmax)
+    for trace in figure.data:
+        if trace.type == "mesh3d" and trace.intensity is not None:
+            trace.update(cmin=low, cmax=vmax, colorbar={
+                "title": {"text": colorbar_title, "side": "right"}, "tickvals": ticks,
+                "tickformat": tick_format(low, vmax), "len": 0.6})
+    coords = np.asarray(mesh.coordinates)
+    for index, (name, mask) in enumerate(_region_items(regions)):
+        edge = region_boundary(surface.split(mask)[hemi] > 0, hemi,
+                               None if surface.name == "fsaverage5" else surface)
+        if edge.size == 0:
+            continue
+        look = region_style(index)
+        figure.add_trace(go.Scatter3d(
+            x=coords[edge, 0], y=coords[edge, 1], z=coords[edge, 2], mode="markers", meta="outline",
+            marker={"size": style.outline_size, "color": look["colour"], "symbol": look["symbol"]},
+            name=name, showlegend=True, hoverinfo="name",
+        ))
+    figure.update_layout(height=height or 440, margin={"l": 0, "r": 0, "t": 50 if title else 10, "b": 0})
+    if title:
+        figure.update_layout(title={"text": title, "font": {"size": style.title_size}, "x": 0.5, "y": 0.98})
     if any(trace.showlegend for trace in figure.data):
         # Below the brain, centred and horizontal: the colour bar keeps the right edge to itself.
         figure.update_layout(
-            height=470, margin={"b": 50},
+            height=(height or 440) + 60, margin={"b": 60},
             legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.0, "yanchor": "top",
-                    "title": {"text": "outlined:"}, "font": {"size": 11}},
+                    "title": {"text": "outlined:"}, "font": {"size": style.font_size},
+                    "itemsizing": "constant"},
         )
-    return figure
+    return apply_style(figure, style)
+
+
+FOUR_VIEW_WIDTH_PX = 2600
 
 
 def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str = "",
                   cmap: str = "RdBu_r", regions: Optional[dict[str, np.ndarray]] = None,
-                  dpi: int = 100, surface: Optional[BrainSurface] = None) -> bytes:
-    """A static PNG (bytes) of a surface map: left/right lateral and medial views.
+                  dpi: int = 100, surface: Optional[BrainSurface] = None, *, colorbar_title: str = "",
+                  symmetric: bool = True, vmin: Optional[float] = None, round_limits: bool = True,
+                  width_px: int = FOUR_VIEW_WIDTH_PX, style: Optional[FigureStyle] = None) -> bytes:
+    """A static PNG (bytes) of a surface map: left/right lateral and medial views, for slides.
 
     values: one per vertex of ``surface`` (default fsaverage5, ``(20484,)``). NaN vertices show
-    only the sulcal background. regions: name -> bool masks of the same length drawn as contours.
+    only the sulcal background. The four brains get equal axes; the colour bar (labelled
+    ``colorbar_title``, limits as in :func:`surface_figure`) has its own axis on the right, and
+    regions (readable label -> bool mask) are drawn as contours in distinct colours
+    with one legend entry each (contours in colour only). The image is ``width_px`` pixels wide (>= 2400 for a projector;
+    ``dpi`` only sets how large text is relative to it).
     """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from nilearn import plotting
 
+    style = style or SCREEN
     surface = surface or fsaverage5_surface()
     parts = surface.split(values)
     finite_all = np.concatenate([parts[h][np.isfinite(parts[h])] for h in HEMISPHERES])
     if vmax is None:
         vmax = float(np.abs(finite_all).max()) if finite_all.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
-    fig, axes = plt.subplots(1, 4, subplot_kw={"projection": "3d"}, figsize=(13, 3.6))
+    if round_limits:
+        vmax = nice_limit(vmax)
+    low = -vmax if symmetric else (0.0 if vmin is None else float(vmin))
+    dpi = max(int(dpi), 100)
+    width_in = width_px / dpi
+    fig = plt.figure(figsize=(width_in, width_in * 0.30), dpi=dpi)
+    scale = width_in / 13.0 * (style.font_size / SCREEN.font_size)  # text keeps its size relative to the brains
+    items = _region_items(regions)
+    bottom = 0.16 if items else 0.05
+    brain_w, left0, gap = 0.205, 0.01, 0.005
+    axes = [fig.add_axes((left0 + k * (brain_w + gap), bottom, brain_w, 0.78 - bottom + 0.05), projection="3d")
+            for k in range(4)]
+    colorbar_axis = fig.add_axes((left0 + 4 * (brain_w + gap) + 0.02, bottom + 0.08, 0.012, 0.62 - bottom + 0.05))
     try:
         for ax, (hemi, view) in zip(axes, FOUR_VIEWS):
             mesh = surface.mesh(hemi)
@@ -283,19 +331,30 @@ def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str =
             shown = np.where(np.isfinite(data), data, 0.0)
             plotting.plot_surf_stat_map(
                 mesh, shown, bg_map=surface.background(hemi), hemi=hemi, view=view,
-                axes=ax, figure=fig, colorbar=(hemi, view) == FOUR_VIEWS[-1], cmap=cmap,
-                threshold=1e-12, vmax=vmax, vmin=-vmax, symmetric_cbar=True,
+                axes=ax, figure=fig, colorbar=False, cmap=cmap,
+                threshold=1e-12, vmax=vmax, vmin=low, symmetric_cbar=symmetric,
             )
-            ax.set_title(f"{hemi} {view}", fontsize=9)
-            for name, mask in (regions or {}).items():
+            ax.set_title(f"{hemi} {view}", fontsize=9 * scale)
+            for index, (name, mask) in enumerate(items):
                 roi = surface.split(mask)[hemi] > 0
                 if roi.any():
-                    plotting.plot_surf_contours(mesh, roi.astype(int), hemi=hemi, levels=[1], colors=["k"],
+                    look = region_style(index)
+                    plotting.plot_surf_contours(mesh, roi.astype(int), hemi=hemi, levels=[1], colors=[look["colour"]],
                                                 axes=ax, figure=fig)
+        mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(low, vmax), cmap=cmap)
+        bar = fig.colorbar(mappable, cax=colorbar_axis, ticks=colour_ticks(low, vmax))
+        bar.ax.tick_params(labelsize=8 * scale)
+        if colorbar_title:
+            bar.set_label(colorbar_title, fontsize=9 * scale)
+        if items:
+            handles = [Line2D([0], [0], color=region_style(i)["colour"], linewidth=style.contour_width * 2, label=name)
+                       for i, (name, _) in enumerate(items)]
+            fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False,
+                       fontsize=8 * scale, title="outlined", title_fontsize=8 * scale)
         if title:
-            fig.suptitle(title, fontsize=11)
+            fig.suptitle(title, fontsize=11 * scale)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=dpi)
         return buf.getvalue()
     finally:
         plt.close(fig)
