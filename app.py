@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -16,7 +17,9 @@ from pages._common import PAGES, sidebar_state
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-st.set_page_config(page_title="Encoding Studio", page_icon=":material/neurology:", layout="wide")
+# A local file: a material-icon favicon would be fetched from fonts.gstatic.com (nothing leaves the machine).
+FAVICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="Encoding Studio", page_icon=str(FAVICON), layout="wide")
 
 ICONS = {"Home": ":material/home:", "Assembly": ":material/folder_open:", "Audio": ":material/graphic_eq:",
          "Model & layer": ":material/layers:", "Setup": ":material/tune:", "Train": ":material/model_training:",

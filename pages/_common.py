@@ -12,6 +12,7 @@ from typing import Any, Iterator, Optional
 
 import streamlit as st
 
+from encoding_core import viz
 from encoding_core.studio import (
     EncodingCoreError,
     ExperimentConfig,
@@ -20,6 +21,7 @@ from encoding_core.studio import (
     StudioDirs,
     apply_audio_map,
     copy_assembly,
+    how_it_works,
     load_assembly,
     resolve_user_path,
     studio_dirs,
@@ -33,6 +35,7 @@ AUDIO_MATCHES_KEY = "audio_matches"
 JOB_KEY = "selected_job"
 RUN_KEY = "selected_run"
 SCHEDULER_KEY = "dask_scheduler"  # the Train page's scheduler text (survives page switches)
+PROJECTOR_KEY = "projector"  # the sidebar's Projector toggle (drawn on every page, so it persists)
 
 PAGES = {
     "Home": "pages/home.py",
@@ -247,11 +250,25 @@ def require_assembly() -> Any:
     return current
 
 
+def figure_style() -> viz.FigureStyle:
+    """Screen or projector sizes for every figure, from the sidebar toggle."""
+    return viz.figure_style(bool(st.session_state.get(PROJECTOR_KEY, False)))
+
+
+def chart(figure, key: str, where=None) -> None:
+    """Draw a plotly figure in the current style (projector: larger fonts, thicker lines)."""
+    (where or st).plotly_chart(viz.apply_style(figure, figure_style()), key=key)
+
+
 def sidebar_state() -> None:
-    """Sidebar: the current experiment (assembly, audio, model, job) and the SIMULATED badge."""
+    """Sidebar: the current experiment (assembly, audio, model, job), the SIMULATED badge and the
+    Projector toggle."""
     cfg = config()
     current = assembly()
     with st.sidebar:
+        if st.toggle("Projector", key=PROJECTOR_KEY,
+                     help="Larger text in the app and the figures, thicker lines and outlines: for a classroom."):
+            st.html("<style>html { font-size: 20px; }</style>")
         st.markdown("### Current experiment")
         if current is None:
             st.caption("No assembly loaded.")
@@ -263,5 +280,14 @@ def sidebar_state() -> None:
             st.caption(f"Audio: {stories_with_audio(current)}/{len(current.stories)} stories")
         st.caption(f"Model: `{cfg.features.model_name}` · layers: {cfg.layers}")
         job_id = st.session_state.get(JOB_KEY)
-        if job_id:
-            st.caption(f"Job: `{job_id}`")
+        if job_id:  # its state from disk at this rerun (the Train page reruns the app when it changes)
+            try:
+                st.caption(f"Job: `{job_id}` · {jobs().status(job_id).state}")
+            except EncodingCoreError:
+                st.caption(f"Job: `{job_id}` (no longer on disk)")
+
+
+def how_this_works(page: str) -> None:
+    """The page's "How this works" expander: the method, its assumptions and a reference."""
+    with st.expander("How this works", icon=":material/school:"):
+        st.markdown(how_it_works(page))

@@ -22,12 +22,12 @@ from encoding_core.studio import (
     RunStore,
     ceiling_target_caption,
     glass_brain_allowed,
-    ground_truth_maps,
     layer_profile,
     map_surface,
     no_map_reason,
     per_voxel_csv,
     per_voxel_npz,
+    planted_region_masks,
 )
 from pages import _common as common
 
@@ -73,7 +73,8 @@ def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _planted_regions() -> dict[str, np.ndarray]:
-    return {name: np.asarray(values) > 0 for name, values in ground_truth_maps().items()}
+    """One outline per planted region, under its readable label (one legend entry each)."""
+    return planted_region_masks()
 
 
 def _map(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str, significant_only: bool,
@@ -171,7 +172,7 @@ if not metrics:
     st.stop()
 if simulated:
     common.simulated_banner("run's brain data", headline="SIMULATED RUN",
-                            note="The planted regions are outlined in black; a good model recovers them.")
+                            note="The planted regions are outlined, one colour per region; a good model recovers them.")
 
 profile = layer_profile(metrics)
 best_layer = profile["layers"][int(np.nanargmax(profile["median_r"]))]

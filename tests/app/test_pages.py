@@ -155,7 +155,7 @@ def test_setup_flags_trimming_mismatch_and_train_refuses(studio):
     assert "distinct whole numbers" in texts(at.error)
     # the trimming survives a page switch and blocks training
     open_page(at, "train")
-    assert at.button(key="start_train").disabled and at.button(key="start_sweep").disabled
+    assert all(b.disabled for b in at.button if b.key in ("start_train", "start_sweep"))
     assert "trimmed lengths differ" in texts(at.warning)
     assert "no audio" in texts(at.warning)
     open_page(at, "setup")
@@ -225,5 +225,7 @@ def test_results_page_marks_simulated_runs(studio):
     open_page(at, "results")
     assert "SIMULATED RUN" in texts(at.main.warning)
     specs = plotly_specs(at)
-    assert any(t["type"] == "scatter3d" and t["name"].startswith("planted") for t in specs["surface_map"]["data"])
+    outlines = [t["name"] for t in specs["surface_map"]["data"] if t["type"] == "scatter3d"]
+    assert outlines and not any(name.startswith("mask_") for name in outlines)  # readable labels, one each
+    assert len(outlines) == len(set(outlines))
     assert "layer_profile" not in specs  # one layer: no profile
