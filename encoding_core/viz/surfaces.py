@@ -198,6 +198,87 @@ def thresholded_map(values: np.ndarray, significant_mask: Optional[np.ndarray] =
     return out
 
 
+# --------------------------------------------------------------------------- a coarser mesh for interactive views
+def parent_icosphere(faces: np.ndarray, n_vertices: int) -> Optional[tuple[int, np.ndarray]]:
+    """The mesh one subdivision coarser than an icosahedral mesh whose parent vertices come first.
+
+    An icosphere of order k (fsaverage5: k = 5, 10242 vertices per hemisphere) is made by splitting
+    every triangle of order k-1 into four at its edge midpoints; FreeSurfer numbers the kept
+    (parent) vertices first. Each parent triangle (a, b, c) is recovered from a corner child
+    triangle (a, m_ab, m_ca): b and c are the other parents of the midpoints. Returns
+    ``(n_parent_vertices, parent_faces (f, 3))`` with the child's orientation, or None when the
+    mesh is not such a subdivision (a subject's own cortex). Vectorised over faces.
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    k = np.log((n_vertices - 2) / 10.0) / np.log(4.0) if n_vertices > 12 else -1.0
+    if k < 1 or abs(k - round(k)) > 1e-9:
+        return None
+    n_parent = 10 * 4 ** (int(round(k)) - 1) + 2
+    edges = _edges(faces)
+    mixed = edges[(edges[:, 0] < n_parent) != (edges[:, 1] < n_parent)]
+    child, parent = np.where(mixed[:, 0] >= n_parent, mixed[:, 0], mixed[:, 1]), mixed.min(axis=1)
+    order = np.argsort(child, kind="stable")
+    child, parent = child[order], parent[order]
+    if child.size != 2 * (n_vertices - n_parent) or np.any(child[0::2] != child[1::2]) \
+            or np.any(child[0::2] != np.arange(n_parent, n_vertices)):
+        return None  # every midpoint touches exactly two parents, or this is not a subdivision
+    ends = parent.reshape(-1, 2)  # ends[m - n_parent] = the two parents of midpoint m
+    is_parent = faces < n_parent
+    corner = faces[is_parent.sum(axis=1) == 1]
+    first = np.argmax(corner < n_parent, axis=1)
+    rolled = np.take_along_axis(corner, (first[:, None] + np.arange(3)[None, :]) % 3, axis=1)
+    a = rolled[:, 0]
+
+    def other_end(midpoints: np.ndarray) -> np.ndarray:
+        pair = ends[midpoints - n_parent]
+        return np.where(pair[:, 0] == a, pair[:, 1], pair[:, 0])
+
+    triangles = np.stack([a, other_end(rolled[:, 1]), other_end(rolled[:, 2])], axis=1)
+    _, keep = np.unique(np.sort(triangles, axis=1), axis=0, return_index=True)
+    parent_faces = triangles[np.sort(keep)]
+    if len(parent_faces) != 2 * n_parent - 4:  # a closed triangulated sphere: F = 2V - 4
+        return None
+    return n_parent, parent_faces
+
+
+@dataclass(frozen=True, eq=False)
+class CoarseSurface:
+    """A surface one subdivision coarser, for interactive views: ``surface`` (meshes of the kept
+    vertices) and, per hemisphere, the indices ``keep`` of those vertices in the full mesh."""
+
+    surface: BrainSurface
+    keep: Mapping[str, np.ndarray]
+
+
+_coarse_cache: dict[int, tuple[BrainSurface, Optional[CoarseSurface]]] = {}
+
+
+def coarse_surface(surface: BrainSurface) -> Optional[CoarseSurface]:
+    """:func:`parent_icosphere` of both hemispheres of ``surface`` (fsaverage5 -> 2562 vertices per
+    hemisphere, a quarter of the figure's data), built once per surface; None for other meshes."""
+    with _mesh_lock:
+        cached = _coarse_cache.get(id(surface))
+        if cached is not None and cached[0] is surface:
+            return cached[1]
+        meshes, keep, shading = {}, {}, {}
+        result: Optional[CoarseSurface] = None
+        for hemi in HEMISPHERES:
+            coords, faces = surface.meshes[hemi]
+            parent = parent_icosphere(faces, len(coords))
+            if parent is None:
+                break
+            n_parent, parent_faces = parent
+            keep[hemi] = np.arange(n_parent)
+            meshes[hemi] = (np.asarray(coords)[:n_parent], parent_faces)
+            if surface.shading is not None:
+                shading[hemi] = np.asarray(surface.shading[hemi])[:n_parent]
+        else:
+            result = CoarseSurface(BrainSurface(f"{surface.name} (one level coarser)", meshes,
+                                                shading if surface.shading is not None else None), keep)
+        _coarse_cache[id(surface)] = (surface, result)
+        return result
+
+
 # --------------------------------------------------------------------------- surface figures
 def _region_items(regions: Optional[Mapping[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
     return list((regions or {}).items())
@@ -208,7 +289,7 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
                    regions: Optional[dict[str, np.ndarray]] = None, symmetric: bool = True,
                    surface: Optional[BrainSurface] = None, *, colorbar_title: str = "",
                    vmin: Optional[float] = None, round_limits: bool = True, style: Optional[FigureStyle] = None,
-                   height: Optional[int] = None):
+                   height: Optional[int] = None, coarse: bool = False):
     """Interactive plotly brain map of one hemisphere of a surface map.
 
     values: one value per vertex of ``surface`` (default fsaverage5: ``(20484,)``), left then
@@ -218,7 +299,10 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     regions: optional readable label -> bool mask of the same length, each outlined in its own
     colour and marker (:func:`~encoding_core.viz.style.region_style`) and listed once in a
     horizontal legend under the brain (never over the colour bar). style: screen or projector
-    sizes. Returns a plotly ``Figure``.
+    sizes. coarse: draw on the mesh one subdivision coarser (:func:`coarse_surface`; fsaverage5:
+    the 2562 vertices per hemisphere of fsaverage4, each showing its own value), a quarter of the
+    data for a browser to receive and draw; ignored for meshes that are not icospheres.
+    Returns a plotly ``Figure``.
     """
     from nilearn import plotting
     import plotly.graph_objects as go
@@ -231,6 +315,13 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     surface = surface or fsaverage5_surface()
     parts = surface.split(values)
     data = parts[hemi]
+    coarser = coarse_surface(surface) if coarse else None
+    if coarser is not None:  # the kept vertices' own values and region masks on the coarser mesh
+        keep = coarser.keep
+        data = data[keep[hemi]]
+        regions = {name: np.concatenate([surface.split(mask)[h][keep[h]] for h in HEMISPHERES]) > 0
+                   for name, mask in (regions or {}).items()} or None
+        surface = coarser.surface
     finite = np.isfinite(data)
     if vmax is None:
         vmax = float(np.nanmax(np.abs(data))) if finite.any() else 1.0
