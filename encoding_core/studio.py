@@ -203,6 +203,40 @@ def setup_warnings(config: ExperimentConfig, assembly: Optional[Assembly]) -> li
     return warnings
 
 
+MIN_PERMUTATIONS_FOR_FDR = 1000
+"""Fewer block permutations than this make BH-FDR over more voxels than this nearly unreachable."""
+
+
+def statistics_warnings(config: ExperimentConfig, assembly: Optional[Assembly]) -> list[str]:
+    """Permutation settings that cannot work on these data: a block longer than the held-out data
+    (the test story, or in CV the shortest story), and fewer than ``MIN_PERMUTATIONS_FOR_FDR``
+    permutations for FDR over more voxels than that (the smallest permutation p-value is
+    1 / (permutations + 1))."""
+    if assembly is None:
+        return []
+    rows = trimming_preview(assembly, config.alignment.trimming, config.assembly.test_story or None, config.ridge.mode)
+    stats = config.stats
+    warnings = []
+    permutation_test = getattr(stats, "test", "block_permutation") == "block_permutation"
+    held_out = [min(r["features"], r["targets"]) for r in rows if r["role"] == "test"] or \
+        [min(r["features"], r["targets"]) for r in rows]
+    shortest = min(held_out) if held_out else 0
+    block = getattr(stats, "block_length", None)
+    if permutation_test and block is not None and shortest > 0 and int(block) > shortest:
+        where = "the test story" if any(r["role"] == "test" for r in rows) else "the shortest story"
+        warnings.append(f"The permutation block length ({int(block)} TRs) is longer than {where} ({shortest} TRs "
+                        "after trimming): there is nothing to shuffle and every p-value is 1. Use a block of at most "
+                        f"{max(shortest // 4, 1)} TRs (a quarter of the data).")
+    n_voxels = int(assembly.n_voxels) if assembly.stories_list else 0
+    n_permutations = int(getattr(stats, "n_permutations", 0) or 0)
+    if permutation_test and n_voxels > MIN_PERMUTATIONS_FOR_FDR and n_permutations < MIN_PERMUTATIONS_FOR_FDR:
+        warnings.append(f"{n_permutations} permutations for FDR over {n_voxels:,} voxels: the smallest p-value is "
+                        f"1/{n_permutations + 1} = {1.0 / (n_permutations + 1):.2g}, and Benjamini–Hochberg at "
+                        f"q = {stats.fdr_q:g} then needs at least {int(np.ceil(n_voxels / (stats.fdr_q * (n_permutations + 1)))):,} "
+                        f"voxels at that p-value to declare any. Use at least {MIN_PERMUTATIONS_FOR_FDR} permutations.")
+    return warnings
+
+
 def experiment_checklist(config: ExperimentConfig, assembly: Optional[Assembly],
                          audio_found: Optional[int], runs: Sequence[Any]) -> list[ChecklistStep]:
     """The steps of an experiment with done/to-do state, for the Home page.
@@ -594,5 +628,6 @@ __all__ = [
     "StudioDirs", "SurfaceMap", "TINY_STRIDE_S", "trimming_preview", "TrimmingConfig", "WORKER_COLUMNS",
     "worker_rows", "ACTIVE_JOB_STATES", "job_eta_text", "job_progress", "job_label", "job_rows", "jobs_signature",
     "any_job_active", "ResumeReport", "resume_report", "how_it_works", "BF16_MIN_SPEEDUP", "PrecisionAdvice",
-    "compare_precisions", "setup_warnings", "MAX_DELAY_SPAN_S", "check_story_audio", "planted_region_masks",
+    "compare_precisions", "setup_warnings", "statistics_warnings", "MAX_DELAY_SPAN_S", "check_story_audio",
+    "planted_region_masks",
 ]

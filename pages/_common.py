@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import streamlit as st
 
@@ -291,3 +291,67 @@ def how_this_works(page: str) -> None:
     """The page's "How this works" expander: the method, its assumptions and a reference."""
     with st.expander("How this works", icon=":material/school:"):
         st.markdown(how_it_works(page))
+
+
+# --------------------------------------------------------------------------- view state in the URL
+KEPT_PREFIX = "kept:"  # non-widget keys: a page's last choices, which survive leaving the page
+
+
+def restore_widget(key: str, param: str, parse: Callable[[str], Any], valid: Callable[[Any], bool],
+                   default: Any = None) -> None:
+    """Before a widget is drawn, give it a value when it has none of its own yet (a new visit:
+    Streamlit drops a widget's state when its page is left) or when its value is no longer valid
+    (e.g. a layer the newly chosen run does not have). In order: the URL's query parameter
+    ``param`` (a shared link or a reload), the value this session chose on its last visit,
+    ``default``. ``parse`` turns the URL text into a value (ValueError/TypeError when bad);
+    ``valid`` says whether a value can be shown."""
+    if key in st.session_state:
+        if valid(st.session_state[key]):
+            return
+        del st.session_state[key]
+    candidates = []
+    raw = st.query_params.get(param)
+    if raw is not None:
+        try:
+            candidates.append(parse(raw))
+        except (TypeError, ValueError):
+            logger.info("Ignoring the URL's %s=%r: not a valid value", param, raw)
+    if KEPT_PREFIX + key in st.session_state:
+        candidates.append(st.session_state[KEPT_PREFIX + key])
+    candidates.append(default)
+    for value in candidates:
+        if value is not None and valid(value):
+            st.session_state[key] = value
+            return
+
+
+def url_text(value: Any) -> str:
+    """A widget value as URL text: ``1``/``0`` for booleans, ``0.15`` for floats, else ``str``."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def url_bool(text: str) -> bool:
+    """The inverse of :func:`url_text` for booleans (ValueError for anything else)."""
+    if text in ("1", "true", "True"):
+        return True
+    if text in ("0", "false", "False"):
+        return False
+    raise ValueError(text)
+
+
+def keep_widgets(params: dict[str, str], text: Callable[[Any], str] = url_text) -> None:
+    """After the widgets are drawn: remember each widget's value for the next visit and write it into
+    the URL as its query parameter (``params``: query parameter -> widget key), so the address bar
+    is a link to this view."""
+    for param, key in params.items():
+        if key not in st.session_state:
+            continue
+        value = st.session_state[key]
+        st.session_state[KEPT_PREFIX + key] = value
+        shown = text(value)
+        if st.query_params.get(param) != shown:
+            st.query_params[param] = shown

@@ -15,6 +15,7 @@ from encoding_core.studio import (
     downsample_kernel,
     experiment_to_script,
     setup_warnings,
+    statistics_warnings,
     trimming_preview,
 )
 from pages import _common as common
@@ -121,6 +122,8 @@ stats.fdr_q = float(c3.number_input("Benjamini–Hochberg FDR q", 0.001, 0.5, fl
                                     format="%.3f", key="fdr_q"))
 st.caption(f"p-values: block permutation p-values (block = {stats.block_length} TRs); "
            f"correction: Benjamini–Hochberg FDR q = {stats.fdr_q:g}.")
+for warning in statistics_warnings(cfg, current):  # after the widgets: the values just chosen
+    st.warning(warning, icon=":material/warning:")
 
 st.subheader("Export")
 cfg.name = st.text_input("Experiment name", value=cfg.name, key="experiment_name")

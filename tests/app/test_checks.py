@@ -92,6 +92,26 @@ def test_setup_warns_about_delays_and_folds_that_do_not_fit(studio):
     assert "chunks" not in texts(at.warning)
 
 
+def test_setup_warns_about_permutations_that_cannot_work(studio):
+    at = new_app()
+    inject_assembly(at, write_assembly(studio, n_voxels=1500))
+    at.run()
+    open_page(at, "setup")
+    at.number_input(key="trim_test_features_start").set_value(10).run()  # test story: 30 TRs, features [10:-5]
+    at.number_input(key="trim_test_targets_start").set_value(10).run()   # -> 15 TRs (targets [10:] -> 20)
+    assert "permutation" not in texts(at.warning)
+    at.number_input(key="block_length").set_value(20).run()
+    assert "block length (20 TRs) is longer than the test story (15 TRs" in texts(at.warning)
+    at.number_input(key="block_length").set_value(5).run()
+    assert "block length" not in texts(at.warning)
+    at.number_input(key="n_permutations").set_value(100).run()
+    # BH at q = 0.05 over 1500 voxels with p >= 1/101: ceil(1500 / (0.05 * 101)) = 298 voxels at the minimum
+    assert "100 permutations for FDR over 1,500 voxels" in texts(at.warning)
+    assert "at least 298 voxels" in texts(at.warning)
+    at.number_input(key="n_permutations").set_value(1000).run()
+    assert "permutations for FDR" not in texts(at.warning)
+
+
 def test_cost_follows_the_model_and_the_cache(studio, monkeypatch):
     from encoding_core import studio as studio_module
     from encoding_core.features import cost
