@@ -90,18 +90,29 @@ def _map(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, 
     else:
         shown, full = surface_map.thresholded(values, significant, min_r), surface_map.to_vertices(values)
     vmax = float(np.nanmax(np.abs(full))) if np.isfinite(full).any() else 1.0
-    return shown, vmax, f"{run_id} · layer {layer} · {kind}"
+    return shown, vmax, viz.map_title(kind, layer=layer, threshold=_threshold_text(kind, significant_only, min_r))
+
+
+def _threshold_text(kind: str, significant_only: bool, min_r: float) -> str:
+    """What a map hides, for its title: ``FDR-significant, correlation r ≥ 0.10``."""
+    return f"{'FDR-significant, ' if significant_only else ''}{kind} ≥ {min_r:.2f}"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _surface_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
-                    significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
-    """The plotly surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache)."""
+                    significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool,
+                    full_mesh: bool = False, projector: bool = False) -> dict[str, Any]:
+    """The plotly surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache),
+    keyed on run, layer, thresholds and view. Drawn on the mesh one subdivision coarser unless
+    ``full_mesh`` (fsaverage5: a quarter of the data for the browser)."""
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     regions = _planted_regions() if with_regions else None
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
-    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, regions=regions,
-                              surface=surface).to_dict()
+    title = viz.map_title(kind, layer=layer, hemi=hemi, view=view,
+                          threshold=_threshold_text(kind, significant_only, min_r))
+    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title,
+                              regions=regions, surface=surface, coarse=not full_mesh, colorbar_title=kind,
+                              style=viz.figure_style(projector)).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -129,8 +140,9 @@ def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str
             - _layer_arrays(results_dir, other, other_stamp, other_layer)["correlations"])
     if hemi and view:
         surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
-        return viz.surface_figure(surface_map.to_vertices(diff), hemi=hemi, view=view, title="difference in r",
-                                  surface=surface_map.surface).to_dict()
+        return viz.surface_figure(surface_map.to_vertices(diff), hemi=hemi, view=view,
+                                  title=f"difference in r · {hemi} {view}", surface=surface_map.surface, coarse=True,
+                                  colorbar_title="difference in r").to_dict()
     return viz.correlation_histogram(diff, title="difference in r").to_dict()
 
 
@@ -138,6 +150,37 @@ def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str
 def _download_bytes(results_dir: str, run_id: str, stamp: str, layer: int, fmt: str) -> bytes:
     arrays = _layer_arrays(results_dir, run_id, stamp, layer)
     return per_voxel_csv(arrays) if fmt == "csv" else per_voxel_npz(arrays)
+
+
+# --------------------------------------------------------------------------- the map panel
+URL_VIEW = {"run": "run_pick", "layer": "layer_pick", "value": "map_kind", "fdr": "sig_only", "threshold": "min_r",
+            "hemi": "hemi", "view": "view"}
+"""URL query parameter -> widget: the view a link opens and a revisit restores (``common.restore_widget``)."""
+
+
+@st.fragment
+def _map_panel(map_key: tuple, with_regions: bool, file_stem: str) -> None:
+    """Hemisphere, view and the brain map: changing one of them redraws only this panel (a fragment)."""
+    common.restore_widget("hemi", "hemi", str, ("left", "right").__contains__)
+    common.restore_widget("view", "view", str, tuple(viz.VIEWS).__contains__)
+    c1, c2, c3 = st.columns([2, 3, 2])
+    hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
+    view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
+    full_mesh = c3.toggle("Full-resolution mesh", key="full_mesh",
+                          help="Draw every vertex (four times the data, slower to load). By default the "
+                               "interactive map shows one vertex in four (the next coarser icosphere); the "
+                               "four-view PNG always has every vertex.")
+    common.keep_widgets({"hemi": "hemi", "view": "view"})
+    shown, _, _ = _map(*map_key)
+    if not np.isfinite(shown).any():
+        st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum r.")
+    with st.spinner("Drawing the surface ..."):
+        st.plotly_chart(_surface_figure(*map_key, hemi, view, with_regions, full_mesh,
+                                        bool(st.session_state.get(common.PROJECTOR_KEY, False))), key="surface_map")
+    st.download_button("Download the four-view PNG (left/right, lateral/medial)",
+                       lambda: _four_view_png(*map_key, with_regions), file_name=f"{file_stem}.png",
+                       mime="image/png", key="download_png", on_click="ignore",
+                       help="Drawn when you click (a few seconds the first time).")
 
 
 # --------------------------------------------------------------------------- page
@@ -154,7 +197,10 @@ if not runs:
 ids = [r.run_id for r in runs]
 by_id = {r.run_id: r for r in runs}
 chosen = st.session_state.get(common.RUN_KEY)
-run_id = st.selectbox("Run", ids, index=ids.index(chosen) if chosen in ids else 0, key="run_pick",
+if chosen in ids and st.session_state.get(common.KEPT_PREFIX + "run_pick", chosen) != chosen:
+    st.session_state[common.KEPT_PREFIX + "run_pick"] = chosen  # another page chose it (Train's "Show the results")
+common.restore_widget("run_pick", "run", str, ids.__contains__, chosen if chosen in ids else ids[0])
+run_id = st.selectbox("Run", ids, key="run_pick",
                       format_func=lambda i: f"{i} · {by_id[i].name} · {by_id[i].model_name}"
                                             + (" · SIMULATED" if by_id[i].simulated else ""))
 st.session_state[common.RUN_KEY] = run_id
@@ -176,6 +222,7 @@ if simulated:
 
 profile = layer_profile(metrics)
 best_layer = profile["layers"][int(np.nanargmax(profile["median_r"]))]
+common.restore_widget("layer_pick", "layer", int, profile["layers"].__contains__)  # URL, last visit (URL_VIEW)
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
                      format_func=lambda x: f"layer {x}" + (" (best median r)" if x == best_layer else ""))
 try:
@@ -203,8 +250,11 @@ if ceiling is not None and np.isfinite(ceiling).any():
     kinds.append(NORMALISED)
     st.caption(ceiling_target_caption(m))
 c1, c2, c3 = st.columns(3)
+common.restore_widget("map_kind", "value", str, kinds.__contains__)
 kind = c1.radio("Value", kinds, key="map_kind")
 any_significant = bool(np.any(a.get("significant_mask", np.zeros(1, dtype=bool))))
+common.restore_widget("sig_only", "fdr", common.url_bool, lambda v: isinstance(v, bool))
+common.restore_widget("min_r", "threshold", lambda text: round(float(text), 2), lambda v: -1.0 <= v <= 1.0)
 significant_only = c2.checkbox("FDR-significant only", value=any_significant, key="sig_only",
                                help="Benjamini–Hochberg FDR over all voxels." if any_significant else
                                "No voxel is FDR-significant in this layer; the map shows all voxels above the "
@@ -213,6 +263,7 @@ min_r = float(c3.slider("Minimum r", -1.0, 1.0, 0.0 if any_significant else 0.1,
 if not any_significant:
     st.caption("No voxel survives Benjamini–Hochberg FDR in this layer (with few permutations the smallest "
                "possible p-value is 1/(permutations+1)); showing r ≥ the minimum instead.")
+common.keep_widgets({name: key for name, key in URL_VIEW.items() if name not in ("hemi", "view")})
 map_key = (results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
 file_stem = f"{run_id}_layer{layer}"
 hemi = view = None
@@ -232,18 +283,8 @@ if surface_map is not None:
     if surface_map.projected:
         st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note} Thresholds apply on the surface: a "
                    f"vertex shows when most of its sampling weight comes from voxels that pass them.")
-    c1, c2 = st.columns(2)
-    hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
-    view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
-    shown, _, _ = _map(*map_key)
-    if not np.isfinite(shown).any():
-        st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum r.")
-    with st.spinner("Drawing the surface ..."):
-        st.plotly_chart(_surface_figure(*map_key, hemi, view, with_regions), key="surface_map")
-    st.download_button("Download the four-view PNG (left/right, lateral/medial)",
-                       lambda: _four_view_png(*map_key, with_regions), file_name=f"{file_stem}.png",
-                       mime="image/png", key="download_png", on_click="ignore",
-                       help="Drawn when you click (a few seconds the first time).")
+    _map_panel(map_key, with_regions, file_stem)
+    hemi, view = st.session_state.get("hemi", "left"), st.session_state.get("view", "lateral")
 elif glass_brain_ok and not map_failed:
     st.caption("**Glass brain (last resort)**: this run's volume records no template and no surface is known "
                "for it, so its voxels are drawn at their affine's mm over the MNI152 outline. If the volume is "
@@ -281,9 +322,11 @@ else:
         else:
             st.caption(f"r(this run, layer {layer}) − r({other}, layer {o_layer}); median difference "
                        f"{float(np.nanmedian(a['correlations'] - o_r)):+.3f}.")
-            figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp, o_layer,
-                                        hemi, view)
-            st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
+            if st.toggle("Show the difference map", key="compare_show",
+                         help="Drawn on request: a second brain map doubles what the page sends."):
+                figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp,
+                                            o_layer, hemi, view)
+                st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
 
 st.subheader("Downloads")
 c = st.columns(3)

@@ -1,0 +1,88 @@
+"""Results keeps the user's view: run, layer, value, FDR filter, threshold, hemisphere and view live in
+the URL's query parameters (a link a teacher can share) and survive leaving the page; values the
+run cannot show are ignored; the layer box names the best layer of the run shown."""
+from __future__ import annotations
+
+from app_helpers import make_run, new_app, open_page
+
+VIEW = {"layer": "1", "fdr": "0", "threshold": "0.15", "hemi": "right", "view": "medial"}
+
+
+def _two_runs(studio) -> tuple[str, str]:
+    first = make_run(studio / "results", seed=1, layers=(0, 1, 2))
+    second = make_run(studio / "results", seed=2, layers=(0, 1))
+    return first, second
+
+
+def _view_of(at) -> dict[str, str]:
+    return {"run": at.selectbox(key="run_pick").value, "layer": str(at.selectbox(key="layer_pick").value),
+            "fdr": "1" if at.checkbox(key="sig_only").value else "0", "threshold": f"{at.slider(key='min_r').value:g}",
+            "hemi": at.radio(key="hemi").value, "view": at.radio(key="view").value}
+
+
+def test_a_shared_link_opens_that_view_and_the_url_follows_the_controls(studio):
+    first, _ = _two_runs(studio)
+    at = new_app()
+    at.run()
+    at.switch_page("pages/results.py")
+    at.query_params.update({"run": first, **VIEW})
+    at.run()
+    assert not at.exception
+    assert _view_of(at) == {"run": first, **VIEW}
+    at.slider(key="min_r").set_value(0.2).run()
+    at.radio(key="hemi").set_value("left").run()
+    assert at.query_params["threshold"] == "0.2" and at.query_params["hemi"] == "left"
+    assert at.query_params["run"] == first and at.query_params["layer"] == "1"
+    # the URL written by the page opens the same view in a new session (a reload, a shared link)
+    again = new_app()
+    again.run()
+    again.switch_page("pages/results.py")
+    again.query_params.update(dict(at.query_params))
+    again.run()
+    assert _view_of(again) == _view_of(at)
+
+
+def test_the_view_survives_leaving_the_page(studio):
+    first, second = _two_runs(studio)
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+    at.selectbox(key="run_pick").set_value(first).run()
+    at.selectbox(key="layer_pick").set_value(0).run()
+    at.checkbox(key="sig_only").uncheck().run()
+    at.slider(key="min_r").set_value(0.3).run()
+    at.radio(key="view").set_value("ventral").run()
+    chosen = _view_of(at)
+    open_page(at, "home")
+    at.query_params.clear()  # a page switch in the browser drops the Results parameters
+    open_page(at, "results")
+    assert _view_of(at) == chosen
+
+
+def test_values_a_run_cannot_show_are_ignored(studio):
+    first, second = _two_runs(studio)
+    at = new_app()
+    at.run()
+    at.switch_page("pages/results.py")
+    at.query_params.update({"run": "no-such-run", "layer": "7", "threshold": "lots", "hemi": "up", "view": "x"})
+    at.run()
+    assert not at.exception
+    view = _view_of(at)
+    assert view["run"] in (first, second) and view["hemi"] == "left" and view["view"] == "lateral"
+    best = {first: 2, second: 1}[view["run"]]  # make_run's layers: the last has the highest median r
+    assert at.selectbox(key="layer_pick").value == best and view["threshold"] != "lots"
+
+
+def test_switching_runs_labels_the_new_runs_best_layer(studio):
+    first, second = _two_runs(studio)  # make_run's best layer: the last one (2 and 1)
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+    at.selectbox(key="run_pick").set_value(first).run()
+    at.selectbox(key="layer_pick").set_value(2).run()
+    labels = at.selectbox(key="layer_pick").options
+    assert [label for label in labels if "best" in label] == [next(l for l in labels if l.startswith("layer 2"))]
+    at.selectbox(key="run_pick").set_value(second).run()
+    labels = at.selectbox(key="layer_pick").options
+    assert len(labels) == 2 and [label for label in labels if "best" in label][0].startswith("layer 1")
+    assert at.selectbox(key="layer_pick").value in (0, 1)  # layer 2 does not exist in this run
