@@ -101,8 +101,11 @@ with a perfect model. The **noise ceiling** estimates the best achievable r from
 test story; the *normalised* r (r divided by the ceiling) says how much of the explainable response
 the model captures (0–1).
 
-Significance: each voxel's r is compared with r's obtained after permuting blocks of TRs, and the
-p-values are corrected with the **Benjamini–Hochberg** false discovery rate over all voxels.
+Significance: each voxel gets a p-value from the test recorded in the run's settings (named under
+the headline numbers), e.g. a block permutation, which compares r with the r's of block-shuffled
+predictions (blocks keep the slow autocorrelation of fMRI); the p-values are then corrected with
+the **Benjamini–Hochberg** false discovery rate over all voxels. The map's threshold is named in its
+title.
 Reference: Hsu, Borst & Theunissen (2004), *Quantifying variability in neural responses and its
 application for the validation of model predictions*, Network 15 (noise ceiling); Benjamini &
 Hochberg (1995), J. R. Stat. Soc. B 57 (FDR).

@@ -121,7 +121,7 @@ def _four_view_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, la
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
     return viz.four_view_png(shown, vmax=vmax, title=title, regions=_planted_regions() if with_regions else None,
-                             surface=surface)
+                             surface=surface, colorbar_title=kind)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -185,6 +185,7 @@ def _map_panel(map_key: tuple, with_regions: bool, file_stem: str) -> None:
 
 # --------------------------------------------------------------------------- page
 st.title("Results")
+common.how_this_works("results")
 store = common.run_store()
 runs = []
 with common.user_errors("Listing runs"):
