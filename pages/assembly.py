@@ -220,6 +220,7 @@ if surface_map is not None:
         st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note}")
     common.chart(viz.surface_figure(surface_map.to_vertices(snr), hemi=hemi, view="lateral", cmap="viridis",
                                     symmetric=False, vmin=0.0, surface=surface_map.surface, colorbar_title="tSNR",
+                                    coarse=True,
                                     title=viz.map_title("temporal SNR (mean / std over time)", hemi=hemi,
                                                         view="lateral"), style=common.figure_style()),
                  key="tsnr_map")
