@@ -90,6 +90,8 @@ def _map(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, 
     else:
         shown, full = surface_map.thresholded(values, significant, min_r), surface_map.to_vertices(values)
     vmax = float(np.nanmax(np.abs(full))) if np.isfinite(full).any() else 1.0
+    if kind == NORMALISED:
+        vmax = 1.0  # its own scale: 0 (nothing of the explainable response) to 1 (all of it)
     return shown, vmax, viz.map_title(kind, layer=layer, threshold=_threshold_text(kind, significant_only, min_r))
 
 
@@ -110,9 +112,16 @@ def _surface_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, l
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
     title = viz.map_title(kind, layer=layer, hemi=hemi, view=view,
                           threshold=_threshold_text(kind, significant_only, min_r))
-    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title,
+    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, **_scale(kind),
                               regions=regions, surface=surface, coarse=not full_mesh, colorbar_title=kind,
                               style=viz.figure_style(projector)).to_dict()
+
+
+def _scale(kind: str) -> dict[str, Any]:
+    """Colour scale of a map: r is symmetric around 0 (blue-red); normalised r runs 0-1 (viridis)."""
+    if kind == NORMALISED:
+        return {"symmetric": False, "vmin": 0.0, "cmap": "viridis", "round_limits": False}
+    return {"symmetric": True}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -121,7 +130,7 @@ def _four_view_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, la
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
     return viz.four_view_png(shown, vmax=vmax, title=title, regions=_planted_regions() if with_regions else None,
-                             surface=surface, colorbar_title=kind)
+                             surface=surface, colorbar_title=kind, **_scale(kind))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

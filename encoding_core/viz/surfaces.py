@@ -111,15 +111,21 @@ def _load_sulcal_depth(mesh_type: str) -> dict[str, np.ndarray]:
     return {h: np.asarray(image.data.parts[h], dtype=np.float64).ravel() for h in HEMISPHERES}
 
 
-def import_plotting_libraries() -> None:
-    """Import pandas, plotly and nilearn's plotting completely, in the calling thread.
+_import_lock = threading.Lock()
 
-    Call it once before any thread draws: two threads importing pandas at the same time can see
-    it partially initialised ("module 'pandas' has no attribute 'Series'").
+
+def import_plotting_libraries() -> None:
+    """Import pandas, plotly and nilearn's plotting completely, one thread at a time.
+
+    Call it at the start of every script run (cheap once imported): two threads importing pandas
+    through different entry points at the same time can see it partially initialised ("module
+    'pandas' has no attribute 'Series'"); 20 sessions opening the app at once did. The lock makes
+    the first caller import everything while the others wait.
     """
-    import pandas  # noqa: F401
-    import plotly.graph_objects  # noqa: F401
-    from nilearn import plotting  # noqa: F401
+    with _import_lock:
+        import pandas  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+        from nilearn import plotting  # noqa: F401
 
 
 def warm_up() -> float:
@@ -131,9 +137,7 @@ def warm_up() -> float:
     """
     start = time.perf_counter()
     try:
-        import plotly.graph_objects  # noqa: F401
-        from nilearn import plotting  # noqa: F401
-
+        import_plotting_libraries()
         fsaverage5_surface()
         for hemi in HEMISPHERES:
             _mesh_edges(hemi)
