@@ -19,15 +19,24 @@ import streamlit as st
 from encoding_core import viz
 from encoding_core.studio import (
     EncodingCoreError,
+    ExperimentConfig,
     RunStore,
+    alpha_summary,
+    best_layer_choice,
     ceiling_target_caption,
+    demo_ground_truth_rows,
+    fallback_caption,
+    fdr_label,
     glass_brain_allowed,
     layer_profile,
     map_surface,
     no_map_reason,
+    normalized_caption,
     per_voxel_csv,
     per_voxel_npz,
     planted_region_masks,
+    region_rows,
+    significance_label,
 )
 from pages import _common as common
 
@@ -158,38 +167,121 @@ def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str
 @st.cache_data(show_spinner=False, max_entries=8)
 def _download_bytes(results_dir: str, run_id: str, stamp: str, layer: int, fmt: str) -> bytes:
     arrays = _layer_arrays(results_dir, run_id, stamp, layer)
-    return per_voxel_csv(arrays) if fmt == "csv" else per_voxel_npz(arrays)
+    metrics = _run_summary(results_dir, run_id, stamp)[0][layer]
+    return per_voxel_csv(arrays, metrics) if fmt == "csv" else per_voxel_npz(arrays, metrics)
+
+
+# --------------------------------------------------------------------------- statistics panels (issue 13)
+# Everything a scientist needs to judge the statistics: the test's label, the best-layer rule, the
+# fallback threshold, alpha diagnostics and per-region tables. Logic lives in encoding_core.studio;
+# these functions only lay it out, so page-layout changes can move them as blocks.
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_details(results_dir: str, run_id: str, stamp: str) -> dict[str, Any]:
+    """The run's summary, per-region rows (and their source) and, for the demo, the ground-truth rows."""
+    run = _load_run(results_dir, run_id)
+    rows, source = region_rows(run)
+    return {"summary": run.summary, "regions": rows, "region_source": source,
+            "ground_truth": demo_ground_truth_rows(run)}
+
+
+def _statistics_caption(metrics: dict, config: ExperimentConfig) -> None:
+    where = ("pooled held-out predictions of every story (all stories, CV)" if metrics.get("mode") == "cv"
+             else "held-out test story")
+    st.caption(f"Pearson r per voxel on the {where} · p-values: {significance_label(metrics, config)} · "
+               f"{fdr_label(metrics, config)}.")
+    warnings = (metrics.get("significance") or {}).get("warnings") or []
+    for warning in warnings:
+        st.warning(f"Significance test: {warning}")
+
+
+def _alpha_panel(metrics: dict) -> None:
+    diagnostics = alpha_summary(metrics)
+    if not diagnostics:
+        return
+    for warning in diagnostics.get("warnings", []):
+        st.warning(f"Alpha grid: {warning}")
+    with st.expander("Ridge penalty: chosen alpha per voxel and mean inner-CV score per alpha"):
+        st.plotly_chart(viz.alpha_choice_figure(diagnostics["alphas"], diagnostics["counts"],
+                                                diagnostics.get("mean_cv_score_per_alpha")), key="alpha_choice")
+
+
+def _region_panel(details: dict, simulated: bool) -> None:
+    st.subheader("Per region: median r per layer")
+    if not details["regions"]:
+        st.caption(details["region_source"])
+        return
+    st.caption(f"Regions: {details['region_source']}. 'best layer' = the layer with the highest median r in "
+               "that region.")
+    st.dataframe(details["regions"], hide_index=True, key="region_table")
+    if simulated and details["ground_truth"]:
+        st.caption("The demo against its ground truth (SIMULATED): of the voxels declared significant, the share "
+                   "inside the planted regions (precision), and the share of each region found (recall).")
+        st.dataframe(details["ground_truth"], hide_index=True, key="ground_truth_table")
 
 
 # --------------------------------------------------------------------------- the map panel
 URL_VIEW = {"run": "run_pick", "layer": "layer_pick", "value": "map_kind", "fdr": "sig_only", "threshold": "min_r",
-            "hemi": "hemi", "view": "view"}
+            "norm_threshold": "min_norm", "hemi": "hemi", "view": "view"}
 """URL query parameter -> widget: the view a link opens and a revisit restores (``common.restore_widget``)."""
 
 
 @st.fragment
-def _map_panel(map_key: tuple, with_regions: bool, file_stem: str) -> None:
-    """Hemisphere, view and the brain map: changing one of them redraws only this panel (a fragment)."""
-    common.restore_widget("hemi", "hemi", str, ("left", "right").__contains__)
-    common.restore_widget("view", "view", str, tuple(viz.VIEWS).__contains__)
-    c1, c2, c3 = st.columns([2, 3, 2])
-    hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
-    view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
-    full_mesh = c3.toggle("Full-resolution mesh", key="full_mesh",
-                          help="Draw every vertex (four times the data, slower to load). By default the "
-                               "interactive map shows one vertex in four (the next coarser icosphere); the "
-                               "four-view PNG always has every vertex.")
-    common.keep_widgets({"hemi": "hemi", "view": "view"})
-    shown, _, _ = _map(*map_key)
-    if not np.isfinite(shown).any():
-        st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum r.")
-    with st.spinner("Drawing the surface ..."):
-        st.plotly_chart(_surface_figure(*map_key, hemi, view, with_regions, full_mesh,
-                                        bool(st.session_state.get(common.PROJECTOR_KEY, False))), key="surface_map")
-    st.download_button("Download the four-view PNG (left/right, lateral/medial)",
-                       lambda: _four_view_png(*map_key, with_regions), file_name=f"{file_stem}.png",
-                       mime="image/png", key="download_png", on_click="ignore",
-                       help="Drawn when you click (a few seconds the first time).")
+def _map_panel(context: dict[str, Any]) -> None:
+    """Value, FDR filter, threshold, hemisphere, view and the brain map (or glass brain): changing one
+    of them reruns only this panel (a fragment), never the rest of the page. Each control starts
+    from the URL or the last visit (``URL_VIEW``) and writes its value back to the URL."""
+    kinds = context["kinds"]
+    c1, c2, c3 = st.columns(3)
+    common.restore_widget("map_kind", "value", str, kinds.__contains__)
+    kind = c1.radio("Value", kinds, key="map_kind")
+    common.restore_widget("sig_only", "fdr", common.url_bool, lambda v: isinstance(v, bool))
+    significant_only = c2.checkbox("FDR-significant only", value=context["any_significant"], key="sig_only",
+                                   help=context["fdr_help"])
+    if kind == NORMALISED:  # its own scale: 0 (none of the explainable response) to 1 (all of it)
+        common.restore_widget("min_norm", "norm_threshold", lambda text: round(float(text), 2),
+                              lambda v: 0.0 <= v <= 1.0)
+        min_value = float(c3.slider("Minimum r / noise ceiling", 0.0, 1.0, 0.0, 0.01, key="min_norm"))
+    else:
+        default_min_r = 0.0 if context["fallback_r"] is None else round(float(context["fallback_r"]), 2)
+        common.restore_widget("min_r", "threshold", lambda text: round(float(text), 2), lambda v: -1.0 <= v <= 1.0)
+        min_value = float(c3.slider("Minimum r", -1.0, 1.0, default_min_r, 0.01, key="min_r"))
+    if not context["any_significant"]:
+        st.caption(context["fallback_text"])
+    map_key = (*context["run"], kind, significant_only, min_value)
+    if context["surface"]:
+        common.restore_widget("hemi", "hemi", str, ("left", "right").__contains__)
+        common.restore_widget("view", "view", str, tuple(viz.VIEWS).__contains__)
+        c1, c2, c3 = st.columns([2, 3, 2])
+        hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
+        view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
+        full_mesh = c3.toggle("Full-resolution mesh", key="full_mesh",
+                              help="Draw every vertex (four times the data, slower to load). By default the "
+                                   "interactive map shows one vertex in four (the next coarser icosphere); the "
+                                   "four-view PNG always has every vertex.")
+    common.keep_widgets({name: key for name, key in URL_VIEW.items() if name not in ("run", "layer")})
+    if context["surface"]:
+        shown, _, _ = _map(*map_key)
+        if not np.isfinite(shown).any():
+            st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum.")
+        with st.spinner("Drawing the surface ..."):
+            st.plotly_chart(_surface_figure(*map_key, hemi, view, context["with_regions"], full_mesh,
+                                            bool(st.session_state.get(common.PROJECTOR_KEY, False))),
+                            key="surface_map")
+        st.download_button("Download the four-view PNG (left/right, lateral/medial)",
+                           lambda: _four_view_png(*map_key, context["with_regions"]),
+                           file_name=f"{context['file_stem']}.png", mime="image/png", key="download_png",
+                           on_click="ignore", help="Drawn when you click (a few seconds the first time).")
+    elif context["glass_brain"]:
+        st.caption("**Glass brain (last resort)**: this run's volume records no template and no surface is known "
+                   "for it, so its voxels are drawn at their affine's mm over the MNI152 outline. If the volume is "
+                   "in MNI152 space, mark it so on the Assembly page to see the map on fsaverage5.")
+        with st.spinner("Drawing the glass brain ..."):
+            png = _glass_brain_png(*map_key)
+        st.image(png)
+        st.download_button("Download the glass-brain PNG", png, file_name=f"{context['file_stem']}.png",
+                           mime="image/png", key="download_png", on_click="ignore")
+    elif context["no_map"] is not None:
+        st.info(f"{context['no_map']} The histogram and layer profile below still apply.")
 
 
 # --------------------------------------------------------------------------- page
@@ -231,10 +323,13 @@ if simulated:
                             note="The planted regions are outlined, one colour per region; a good model recovers them.")
 
 profile = layer_profile(metrics)
-best_layer = profile["layers"][int(np.nanargmax(profile["median_r"]))]
+run_config = ExperimentConfig.from_toml(config_toml)
+details = _run_details(results_dir, run_id, stamp)
+best_layer, best_rule = best_layer_choice(details["summary"], metrics)
 common.restore_widget("layer_pick", "layer", int, profile["layers"].__contains__)  # URL, last visit (URL_VIEW)
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
-                     format_func=lambda x: f"layer {x}" + (" (best median r)" if x == best_layer else ""))
+                     format_func=lambda x: f"layer {x}" + (" (best)" if x == best_layer else ""))
+st.caption(f"Best layer {best_layer} by {best_rule}.")
 try:
     a = _layer_arrays(results_dir, run_id, stamp, layer)
 except EncodingCoreError as exc:
@@ -246,8 +341,7 @@ c[0].metric("Median r", f"{m.get('median_score', float('nan')):.3f}")
 c[1].metric("Max r", f"{m.get('max_score', float('nan')):.3f}")
 c[2].metric("Significant voxels", f"{m.get('n_significant', 0):,}")
 c[3].metric("Significant", f"{m.get('percent_significant', 0):.1f} %")
-st.caption("Test-set Pearson r per voxel · block permutation p-values · Benjamini–Hochberg FDR q "
-           "(settings in the run's config below).")
+_statistics_caption(m, run_config)
 
 if len(profile["layers"]) > 1:
     st.plotly_chart(viz.layer_profile_figure(profile["layers"], profile["median_r"], profile["n_significant"],
@@ -259,24 +353,12 @@ kinds = [CORRELATION]
 if ceiling is not None and np.isfinite(ceiling).any():
     kinds.append(NORMALISED)
     st.caption(ceiling_target_caption(m))
-c1, c2, c3 = st.columns(3)
-common.restore_widget("map_kind", "value", str, kinds.__contains__)
-kind = c1.radio("Value", kinds, key="map_kind")
+    if normalized_caption(m):
+        st.caption(normalized_caption(m))
 any_significant = bool(np.any(a.get("significant_mask", np.zeros(1, dtype=bool))))
-common.restore_widget("sig_only", "fdr", common.url_bool, lambda v: isinstance(v, bool))
-common.restore_widget("min_r", "threshold", lambda text: round(float(text), 2), lambda v: -1.0 <= v <= 1.0)
-significant_only = c2.checkbox("FDR-significant only", value=any_significant, key="sig_only",
-                               help="Benjamini–Hochberg FDR over all voxels." if any_significant else
-                               "No voxel is FDR-significant in this layer; the map shows all voxels above the "
-                               "minimum r.")
-min_r = float(c3.slider("Minimum r", -1.0, 1.0, 0.0 if any_significant else 0.1, 0.01, key="min_r"))
-if not any_significant:
-    st.caption("No voxel survives Benjamini–Hochberg FDR in this layer (with few permutations the smallest "
-               "possible p-value is 1/(permutations+1)); showing r ≥ the minimum instead.")
-common.keep_widgets({name: key for name, key in URL_VIEW.items() if name not in ("hemi", "view")})
-map_key = (results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
+fallback_r, fallback_text = (None, "") if any_significant else fallback_caption(m, run_config)
+common.keep_widgets({"run": "run_pick", "layer": "layer_pick"})
 file_stem = f"{run_id}_layer{layer}"
-hemi = view = None
 space_kind, space_name, space_template, glass_brain_ok, no_map_text = space_facts
 
 surface_map = None
@@ -287,27 +369,24 @@ try:
 except EncodingCoreError as exc:
     map_failed = True
     st.error(f"The brain map of run {run_id} cannot be drawn: {exc}")
-
-if surface_map is not None:
-    with_regions = simulated and not surface_map.projected  # the demo's planted regions live on fsaverage5
-    if surface_map.projected:
-        st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note} Thresholds apply on the surface: a "
-                   f"vertex shows when most of its sampling weight comes from voxels that pass them.")
-    _map_panel(map_key, with_regions, file_stem)
-    hemi, view = st.session_state.get("hemi", "left"), st.session_state.get("view", "lateral")
-elif glass_brain_ok and not map_failed:
-    st.caption("**Glass brain (last resort)**: this run's volume records no template and no surface is known "
-               "for it, so its voxels are drawn at their affine's mm over the MNI152 outline. If the volume is "
-               "in MNI152 space, mark it so on the Assembly page to see the map on fsaverage5.")
-    with st.spinner("Drawing the glass brain ..."):
-        png = _glass_brain_png(*map_key)
-    st.image(png)
-    st.download_button("Download the glass-brain PNG", png, file_name=f"{file_stem}.png",
-                       mime="image/png", key="download_png", on_click="ignore")
-elif not map_failed:
-    st.info(f"{no_map_text} The histogram and layer profile below still apply.")
+if surface_map is not None and surface_map.projected:
+    st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note} Thresholds apply on the surface: a "
+               f"vertex shows when most of its sampling weight comes from voxels that pass them.")
+_map_panel({
+    "run": (results_dir, run_id, stamp, cache_dir, layer), "kinds": kinds, "any_significant": any_significant,
+    "fdr_help": f"{fdr_label(m, run_config)}." if any_significant else
+    "No voxel is FDR-significant in this layer; the map shows the voxels at or above the minimum.",
+    "fallback_r": fallback_r, "fallback_text": fallback_text, "file_stem": file_stem,
+    "surface": surface_map is not None, "with_regions": simulated and surface_map is not None
+    and not surface_map.projected,  # the demo's planted regions live on fsaverage5
+    "glass_brain": glass_brain_ok and not map_failed, "no_map": None if map_failed else no_map_text,
+})
+hemi = st.session_state.get("hemi", "left") if surface_map is not None else None
+view = st.session_state.get("view", "lateral") if surface_map is not None else None
 
 st.plotly_chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
+_alpha_panel(m)
+_region_panel(details, simulated)
 
 st.subheader("Compare with another run")
 others = [i for i in ids if i != run_id]

@@ -2,8 +2,9 @@
 
 - :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 or any :class:`BrainSurface` (interactive,
   four-view PNG), glass brain;
-- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, audio and settings pictures;
-- :mod:`~encoding_core.viz.style`: screen/projector styles, rounded colour limits, titles, region colours.
+- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, alpha choices, audio and settings pictures;
+- :mod:`~encoding_core.viz.style`: screen/projector styles, rounded colour limits, titles, region colours;
+- :mod:`~encoding_core.viz.atlas`: anatomical regions (nilearn's Destrieux atlas, when on disk).
 
 Imports only :mod:`encoding_core.common`.
 """
@@ -38,6 +39,7 @@ from encoding_core.viz.style import (
     region_style,
 )
 from encoding_core.viz.plots import (
+    alpha_choice_figure,
     count_axis,
     non_overlapping_labels,
     correlation_histogram,
@@ -63,6 +65,7 @@ __all__ = [
     "non_overlapping_labels",
     "region_style",
     "FOUR_VIEW_WIDTH_PX",
+    "alpha_choice_figure",
     "BrainSurface",
     "FOUR_VIEWS",
     "HEMISPHERES",

@@ -100,6 +100,7 @@ def test_setup_warns_about_permutations_that_cannot_work(studio):
     at.number_input(key="trim_test_features_start").set_value(10).run()  # test story: 30 TRs, features [10:-5]
     at.number_input(key="trim_test_targets_start").set_value(10).run()   # -> 15 TRs (targets [10:] -> 20)
     assert "permutation" not in texts(at.warning)
+    at.selectbox(key="stats_test").set_value("block_permutation").run()
     at.number_input(key="block_length").set_value(20).run()
     assert "block length (20 TRs) is longer than the test story (15 TRs" in texts(at.warning)
     at.number_input(key="block_length").set_value(5).run()
