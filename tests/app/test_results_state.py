@@ -86,3 +86,47 @@ def test_switching_runs_labels_the_new_runs_best_layer(studio):
     labels = at.selectbox(key="layer_pick").options
     assert len(labels) == 2 and [label for label in labels if "best" in label][0].startswith("layer 1")
     assert at.selectbox(key="layer_pick").value in (0, 1)  # layer 2 does not exist in this run
+
+
+def _run_with_ceiling(results_dir) -> str:
+    """One fsaverage5 layer with a normalised r (r / noise ceiling) per vertex, NaN where no ceiling."""
+    import numpy as np
+
+    from app_helpers import N_FSAVERAGE5
+    from encoding_core.assembly import Space
+    from encoding_core.config import ExperimentConfig
+    from encoding_core.experiment.runstore import RunStore
+
+    gen = np.random.default_rng(4)
+    r = gen.normal(0.1, 0.1, N_FSAVERAGE5).astype(np.float32)
+    normalised = np.clip(r / 0.4, -0.5, 1.5).astype(np.float32)
+    normalised[:100] = np.nan
+    writer = RunStore(results_dir).create(ExperimentConfig(name="ceiling", results_dir=str(results_dir)),
+                                          meta={"simulated": False, "layers": [0], "subject": "s1"})
+    writer.write_space(Space.surface("fsaverage5"))
+    writer.write_layer(0, {"median_score": float(np.median(r)), "max_score": float(r.max()), "n_significant": 0,
+                           "percent_significant": 0.0},
+                       {"correlations": r, "significant_mask": np.zeros(N_FSAVERAGE5, dtype=bool),
+                        "normalized_correlations": normalised})
+    writer.finish({"layers": {"0": {"median_r": float(np.median(r))}}, "best_layer": 0}, {"total": 1.0})
+    return writer.run_id
+
+
+def test_normalised_maps_have_their_own_scale_and_slider(studio):
+    import json
+
+    run_id = _run_with_ceiling(studio / "results")
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+    assert at.slider(key="min_r").min == -1.0
+    at.radio(key="map_kind").set_value("noise-ceiling-normalised r").run()
+    slider = at.slider(key="min_norm")
+    assert (slider.min, slider.max) == (0.0, 1.0) and not [s for s in at.slider if s.key == "min_r"]
+    slider.set_value(0.25).run()
+    assert at.query_params["norm_threshold"] == "0.25" and at.query_params["run"] == run_id
+    figure = json.loads(next(e for e in at.get("plotly_chart") if e.key == "surface_map").proto.spec)
+    scale = [t for t in figure["data"] if t["type"] == "mesh3d" and t.get("cmax") is not None]
+    assert scale and all((t["cmin"], t["cmax"]) == (0.0, 1.0) for t in scale)
+    title = figure["layout"]["title"]["text"]
+    assert "noise-ceiling-normalised r ≥ 0.25" in title and "left hemisphere" in title and "lateral view" in title
