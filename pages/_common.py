@@ -29,6 +29,10 @@ from encoding_core.studio import (
 
 logger = logging.getLogger("encoding_studio")
 
+# Pages also run without app.py (a page's URL opened in a new session runs the page file alone):
+# the plotting libraries are imported here too, one thread at a time (see app.py).
+viz.import_plotting_libraries()
+
 CONFIG_KEY = "experiment_config"
 ASSEMBLY_KEY = "assembly_source"  # (path, subject, stories) of the loaded assembly
 AUDIO_MATCHES_KEY = "audio_matches"
