@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -16,7 +17,9 @@ from pages._common import PAGES, sidebar_state
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-st.set_page_config(page_title="Encoding Studio", page_icon=":material/neurology:", layout="wide")
+# A local file: a material-icon favicon would be fetched from fonts.gstatic.com (nothing leaves the machine).
+FAVICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="Encoding Studio", page_icon=str(FAVICON), layout="wide")
 
 ICONS = {"Home": ":material/home:", "Assembly": ":material/folder_open:", "Audio": ":material/graphic_eq:",
          "Model & layer": ":material/layers:", "Setup": ":material/tune:", "Train": ":material/model_training:",
@@ -25,11 +28,7 @@ ICONS = {"Home": ":material/home:", "Assembly": ":material/folder_open:", "Audio
 
 @st.cache_resource(show_spinner=False)
 def _start_figure_warm_up() -> threading.Thread:
-    """Once per server process: load the brain meshes in the background while the user reads Home.
-
-    The plotting libraries are imported here first, in the script thread (other sessions wait on
-    this cached call), so no page ever imports them while the warm-up thread does."""
-    viz.import_plotting_libraries()
+    """Once per server process: load the brain meshes in the background while the user reads Home."""
     thread = threading.Thread(target=viz.warm_up, name="fsaverage-warm-up", daemon=True)
     thread.start()
     return thread
@@ -45,6 +44,9 @@ navigation = st.navigation({
     "2 · Model": [_page("Model & layer"), _page("Setup")],
     "3 · Run": [_page("Train"), _page("Results")],
 })
+# Every session, before any page draws: the plotting libraries are imported by one thread at a time
+# (concurrent first imports of pandas leave it half-initialised); a no-op once they are loaded.
+viz.import_plotting_libraries()
 _start_figure_warm_up()
 sidebar_state()
 navigation.run()

@@ -25,7 +25,7 @@ from encoding_core.common.errors import ConfigError, InputError
 
 # -- Re-exported for the pages (one import surface for the app) ---------------------------
 from encoding_core.assembly.assembly_loader import load_assembly, save_assembly
-from encoding_core.assembly.audio import apply_audio_map, load_audio, map_audio
+from encoding_core.assembly.audio import apply_audio_map, check_story_audio, load_audio, map_audio
 from encoding_core.assembly.check_data import DataCheckReport, check_lebel_folder
 from encoding_core.assembly.lebel import list_lebel_stories, list_lebel_subjects
 from encoding_core.common.errors import EncodingCoreError, MissingStoryFilesError
@@ -36,15 +36,17 @@ from encoding_core.config import (ALTERNATIVE_NAMES, ALTERNATIVES, CONTEXT_TYPES
                                   FOLD_TYPES, MODALITIES, MODES, OOV_HANDLING, OUTER_FOLD_TYPES, POOL_METHODS,
                                   PRECISIONS, REFERENCE_ALPHAS, SIGNIFICANCE_TESTS, TEST_NAMES, FeatureConfig)
 from encoding_core.demo.preset import demo_config
-from encoding_core.demo.simulate import ground_truth_maps
+from encoding_core.demo.simulate import ground_truth_maps, planted_region_masks
 from encoding_core.downsample.downsampling import downsample_kernel
 from encoding_core.experiment.distributed import parse_scheduler
 from encoding_core.experiment.export import experiment_to_script
 from encoding_core.experiment.jobs import JobManager
 from encoding_core.experiment.runstore import RunStore
 from encoding_core.features.cache import clear_cache, is_cached, list_cache_entries
-from encoding_core.features.cost import MODALITY_NEEDS, estimate_cost, estimate_word_feature_cost
+from encoding_core.features.cost import (BF16_MIN_SPEEDUP, MODALITY_NEEDS, PrecisionAdvice, compare_precisions,
+                                         estimate_cost, estimate_word_feature_cost)
 from encoding_core.features.models import model_facts
+from encoding_core.guide import how_it_works
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,98 @@ def trimming_preview(assembly: Assembly, trimming: TrimmingConfig, test_story: O
     return rows
 
 
+MAX_DELAY_SPAN_S = 30.0
+"""FIR delays reaching further back than this model no haemodynamic response (it is over after 20-30 s)."""
+
+
+def setup_warnings(config: ExperimentConfig, assembly: Optional[Assembly]) -> list[str]:
+    """Settings that are valid but probably wrong, in words (the Setup page shows them as warnings):
+    FIR delays of 0 or less (the same TR / the future) or reaching more than ``MAX_DELAY_SPAN_S``
+    seconds back, inner-CV chunks or outer folds that do not fit the training data."""
+    warnings = []
+    delays = sorted(int(d) for d in config.alignment.fir_delays)
+    tr = float(assembly.tr) if assembly is not None else None
+    future = [d for d in delays if d < 0]
+    same = [d for d in delays if d == 0]
+    if future:
+        warnings.append(f"FIR delays {future} use the stimulus from the future: the model would predict each TR "
+                        "from sound heard after it. Use delays of 1 TR or more (e.g. 1, 2, 3, 4).")
+    if same:
+        warnings.append("FIR delay 0 uses the stimulus of the same TR: the haemodynamic response has barely started "
+                        "then (it peaks 4-6 s later). Delays of 1 TR or more are the convention.")
+    if tr is not None and delays and max(abs(d) for d in delays) * tr > MAX_DELAY_SPAN_S:
+        reach = max(abs(d) for d in delays) * tr
+        warnings.append(f"FIR delays reach {reach:g} s (delay {max(abs(d) for d in delays)} x TR {tr:g} s), more than "
+                        f"the {MAX_DELAY_SPAN_S:g} s a haemodynamic response lasts: the extra delays add parameters "
+                        "without signal.")
+    if assembly is None:
+        return warnings
+    rows = trimming_preview(assembly, config.alignment.trimming, config.assembly.test_story or None, config.ridge.mode)
+    ridge = config.ridge
+    train_trs = sum(min(r["features"], r["targets"]) for r in rows if r["role"] == "train")
+    if ridge.mode == "cv":  # the inner folds see the outer training part
+        all_trs = train_trs
+        if ridge.n_outer_folds > 0 and all_trs:
+            if all_trs // ridge.n_outer_folds < 1:
+                warnings.append(f"{ridge.n_outer_folds} outer folds over {all_trs} TRs leave no TR to test in some "
+                                "folds; use fewer outer folds.")
+            train_trs = all_trs - int(np.ceil(all_trs / max(ridge.n_outer_folds, 1)))
+    chunked = ridge.fold_type in ("chunked", "chunked_contiguous", "chunked_trimmed")
+    if chunked and train_trs > 0:
+        n_chunks = int(np.ceil(train_trs / ridge.chunk_length))
+        if ridge.chunk_length > train_trs:
+            warnings.append(f"The inner-CV chunk length ({ridge.chunk_length} TRs) is longer than the training data "
+                            f"({train_trs} TRs after trimming): the fit will fail. Use at most "
+                            f"{max(train_trs // ridge.n_inner_folds, 1)} TRs.")
+        elif n_chunks < ridge.n_inner_folds:
+            warnings.append(f"Only {n_chunks} chunks of {ridge.chunk_length} TRs fit in the {train_trs} training TRs, "
+                            f"fewer than the {ridge.n_inner_folds} inner folds: the fit will fail. Use a chunk length "
+                            f"of at most {max(train_trs // ridge.n_inner_folds, 1)} TRs or fewer folds.")
+    elif ridge.fold_type not in ("story", "group") and 0 < train_trs < ridge.n_inner_folds:
+        warnings.append(f"{ridge.n_inner_folds} inner folds need at least as many training TRs (there are "
+                        f"{train_trs}).")
+    if ridge.fold_type == "story":
+        n_train_stories = sum(1 for r in rows if r["role"] == "train")
+        if n_train_stories < 2:
+            warnings.append("Story-wise inner folds need at least two training stories; with one the folds fall "
+                            "back to chunks.")
+    return warnings
+
+
+MIN_PERMUTATIONS_FOR_FDR = 1000
+"""Fewer block permutations than this make BH-FDR over more voxels than this nearly unreachable."""
+
+
+def statistics_warnings(config: ExperimentConfig, assembly: Optional[Assembly]) -> list[str]:
+    """Permutation settings that cannot work on these data: a block longer than the held-out data
+    (the test story, or in CV the shortest story), and fewer than ``MIN_PERMUTATIONS_FOR_FDR``
+    permutations for FDR over more voxels than that (the smallest permutation p-value is
+    1 / (permutations + 1))."""
+    if assembly is None:
+        return []
+    rows = trimming_preview(assembly, config.alignment.trimming, config.assembly.test_story or None, config.ridge.mode)
+    stats = config.stats
+    warnings = []
+    permutation_test = getattr(stats, "test", "block_permutation") == "block_permutation"
+    held_out = [min(r["features"], r["targets"]) for r in rows if r["role"] == "test"] or \
+        [min(r["features"], r["targets"]) for r in rows]
+    shortest = min(held_out) if held_out else 0
+    block = getattr(stats, "block_length", None)
+    if permutation_test and block is not None and shortest > 0 and int(block) > shortest:
+        where = "the test story" if any(r["role"] == "test" for r in rows) else "the shortest story"
+        warnings.append(f"The permutation block length ({int(block)} TRs) is longer than {where} ({shortest} TRs "
+                        "after trimming): there is nothing to shuffle and every p-value is 1. Use a block of at most "
+                        f"{max(shortest // 4, 1)} TRs (a quarter of the data).")
+    n_voxels = int(assembly.n_voxels) if assembly.stories_list else 0
+    n_permutations = int(getattr(stats, "n_permutations", 0) or 0)
+    if permutation_test and n_voxels > MIN_PERMUTATIONS_FOR_FDR and n_permutations < MIN_PERMUTATIONS_FOR_FDR:
+        warnings.append(f"{n_permutations} permutations for FDR over {n_voxels:,} voxels: the smallest p-value is "
+                        f"1/{n_permutations + 1} = {1.0 / (n_permutations + 1):.2g}, and Benjamini–Hochberg at "
+                        f"q = {stats.fdr_q:g} then needs at least {int(np.ceil(n_voxels / (stats.fdr_q * (n_permutations + 1)))):,} "
+                        f"voxels at that p-value to declare any. Use at least {MIN_PERMUTATIONS_FOR_FDR} permutations.")
+    return warnings
+
+
 def experiment_checklist(config: ExperimentConfig, assembly: Optional[Assembly],
                          audio_found: Optional[int], runs: Sequence[Any]) -> list[ChecklistStep]:
     """The steps of an experiment with done/to-do state, for the Home page.
@@ -205,6 +299,149 @@ def scheduler_label(scheduler: Optional[str]) -> str:
     except InputError:  # recorded by an older version: show it as written
         return f"Dask scheduler {scheduler}"
     return f"Dask scheduler {address}" if address else f"local Dask cluster of {n_local} worker processes"
+
+
+# --------------------------------------------------------------------------- jobs, as the Train page shows them
+ACTIVE_JOB_STATES = ("queued", "running")
+STAGE_UNITS = {"audio": "stories", "alignment": "layers", "fit": "layers", "stats": "layers", "save": "layers"}
+
+
+def _stage_text(stage: str, done: int, total: int) -> str:
+    """``features 42 %`` or ``fit 2/4 layers``: how far one stage is."""
+    if not stage:
+        return "starting"
+    if total <= 0:
+        return stage
+    if stage == "features":  # local runs count per cent of each story, Dask runs count stories
+        return f"{stage} {100.0 * done / total:.0f} %"
+    unit = STAGE_UNITS.get(stage, "")
+    return f"{stage} {done}/{total}{' ' + unit if unit else ''}"
+
+
+def job_eta_text(status: Any) -> str:
+    """The time left of an active job from its measured speed, in words ('' when the job is not
+    active): "about 2 min 10 s", "at least 1 min 05 s + fitting 4 layers (timed after the first)",
+    or "measuring the speed ..." before anything is measured."""
+    if getattr(status, "state", "") not in ACTIVE_JOB_STATES:
+        return ""
+    unmeasured = tuple(getattr(status, "eta_unmeasured", ()) or ())
+    pending = ""
+    if unmeasured:
+        rates = getattr(status, "rates", {}) or {}
+        layers_left = max((int(rates.get(s, {}).get("total", 0)) - int(rates.get(s, {}).get("done", 0))
+                           for s in unmeasured if s in STAGE_UNITS and STAGE_UNITS[s] == "layers"), default=0)
+        other = [s for s in unmeasured if STAGE_UNITS.get(s) != "layers"]
+        parts = []
+        if layers_left:
+            parts.append(f"fitting {layers_left} layer{'s' if layers_left != 1 else ''} (timed after the first)")
+        parts += [f"{s} (not timed yet)" for s in other]
+        pending = " + " + ", ".join(parts) if parts else ""
+    if status.eta_s is None:
+        return "measuring the speed ..." + (f" (then {pending[3:]})" if pending else "")
+    if pending:
+        return f"at least {format_seconds(status.eta_s)}{pending}"
+    return f"about {format_seconds(status.eta_s)}"
+
+
+def job_progress(status: Any) -> tuple[float, str]:
+    """(fraction of the current stage 0-1, text) for a job's progress bar, from its state on disk:
+    a finished job is full ("finished: run ..."), a stopped one says where it stopped."""
+    stage, done, total = status.stage, int(status.done), int(status.total)
+    fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
+    where = _stage_text(stage, done, total)
+    if status.state == "done":
+        return 1.0, f"finished: run {status.run_id}" if status.run_id else "finished"
+    if status.state == "queued":
+        return 0.0, "queued: waiting for the worker process to start"
+    if status.state == "running":
+        return fraction, f"{where} · {status.message}".strip(" ·") if status.message else where
+    return fraction, f"{status.state} during {where}" if stage else status.state
+
+
+def job_label(status: Any) -> str:
+    """A job in the picker: ``id · name · state`` (the state read from disk at this rerun)."""
+    name = f" · {status.config_name}" if getattr(status, "config_name", "") else ""
+    return f"{status.job_id}{name} · {status.state}"
+
+
+def job_rows(statuses: Sequence[Any]) -> list[dict[str, Any]]:
+    """The "All jobs" table: job, name, state, progress (what it is doing, or where it stopped),
+    time left (active jobs only), where it runs and its run."""
+    rows = []
+    for status in statuses:
+        rows.append({"job": status.job_id, "name": status.config_name, "state": status.state,
+                     "progress": job_progress(status)[1], "time left": job_eta_text(status),
+                     "runs on": status.scheduler or "this machine", "run": status.run_id or "",
+                     "resumes": status.resume_of or ""})
+    return rows
+
+
+def jobs_signature(statuses: Sequence[Any]) -> tuple[tuple[str, str], ...]:
+    """(job id, state) of every job: when it changes between two refreshes, the whole page must be
+    drawn again (the picker, the table and the sidebar show states)."""
+    return tuple((s.job_id, s.state) for s in statuses)
+
+
+def any_job_active(statuses: Sequence[Any]) -> bool:
+    return any(s.state in ACTIVE_JOB_STATES for s in statuses)
+
+
+@dataclass(frozen=True)
+class ResumeReport:
+    """What a resumed job can reuse: ``cached`` of ``total`` stories' features (None: unknown), in words."""
+
+    cached: Optional[int]
+    total: Optional[int]
+    text: str
+
+
+def _job_audio_paths(config: ExperimentConfig) -> dict[str, Optional[str]]:
+    """Story -> audio file as a job of ``config`` would use it ({} when the stories are not known
+    without loading the assembly)."""
+    source = config.assembly
+    if source.path == "demo":
+        from encoding_core.demo.simulate import demo_audio_path, demo_story_names
+
+        names = list(source.stories) or demo_story_names()
+        return {n: str(source.audio_overrides.get(n) or demo_audio_path(n)) for n in names}
+    if source.audio_dir and source.stories:
+        from encoding_core.assembly.audio import find_story_audio
+
+        paths = {}
+        for name in source.stories:
+            found = source.audio_overrides.get(name) or find_story_audio(source.audio_dir, source.audio_pattern, name)
+            paths[name] = str(found) if found else None
+        return paths
+    return {}
+
+
+def resume_report(manager: JobManager, job_id: str) -> ResumeReport:
+    """How much of a stopped job a resume reuses: stories whose features are in the feature cache
+    (checked in the cache for speech features; otherwise from the job's last progress)."""
+    status = manager.status(job_id)
+    try:
+        config = manager.config(job_id)
+    except (EncodingCoreError, OSError, ValueError):
+        config = None
+    paths = _job_audio_paths(config) if config is not None and config.features.modality == "speech" else {}
+    if paths:
+        cached = sum(1 for p in paths.values() if p and os.path.isfile(p) and is_cached(p, config.features,
+                                                                                          config.cache_dir))
+        total = len(paths)
+        if cached == total:
+            text = (f"The features of all {total} stories are in the feature cache: a resume skips the extraction "
+                    "and fits the layers again.")
+        else:
+            text = (f"The features of {cached} of {total} stories are in the feature cache: a resume computes the "
+                    f"other {total - cached} and then fits the layers.")
+        return ResumeReport(cached, total, text)
+    features = (status.stages or {}).get("features") or {}
+    total, done = int(features.get("total", 0)), int(features.get("done", 0))
+    if total:
+        return ResumeReport(None, None, f"The feature extraction had reached {100.0 * done / total:.0f} % when the "
+                                        "job stopped; finished stories are in the feature cache and are not "
+                                        "computed again.")
+    return ResumeReport(None, None, "The job stopped before extracting features: a resume starts from the beginning.")
 
 
 def format_bytes(n_bytes: Optional[float]) -> str:
@@ -581,5 +818,8 @@ __all__ = [
     "PRECISIONS", "project_assembly_to_file", "REFERENCE_ALPHAS", "resolve_user_path", "RunStore",
     "safe_upload_name", "save_assembly", "scheduler_label", "sliced_length", "Space", "studio_dirs",
     "StudioDirs", "SurfaceMap", "TINY_STRIDE_S", "trimming_preview", "TrimmingConfig", "WORKER_COLUMNS",
-    "worker_rows",
+    "worker_rows", "ACTIVE_JOB_STATES", "job_eta_text", "job_progress", "job_label", "job_rows", "jobs_signature",
+    "any_job_active", "ResumeReport", "resume_report", "how_it_works", "BF16_MIN_SPEEDUP", "PrecisionAdvice",
+    "compare_precisions", "setup_warnings", "statistics_warnings", "MAX_DELAY_SPAN_S", "check_story_audio",
+    "planted_region_masks",
 ]

@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import streamlit as st
 
+from encoding_core import viz
 from encoding_core.studio import (
     EncodingCoreError,
     ExperimentConfig,
@@ -20,6 +21,7 @@ from encoding_core.studio import (
     StudioDirs,
     apply_audio_map,
     copy_assembly,
+    how_it_works,
     load_assembly,
     resolve_user_path,
     studio_dirs,
@@ -27,12 +29,17 @@ from encoding_core.studio import (
 
 logger = logging.getLogger("encoding_studio")
 
+# Pages also run without app.py (a page's URL opened in a new session runs the page file alone):
+# the plotting libraries are imported here too, one thread at a time (see app.py).
+viz.import_plotting_libraries()
+
 CONFIG_KEY = "experiment_config"
 ASSEMBLY_KEY = "assembly_source"  # (path, subject, stories) of the loaded assembly
 AUDIO_MATCHES_KEY = "audio_matches"
 JOB_KEY = "selected_job"
 RUN_KEY = "selected_run"
 SCHEDULER_KEY = "dask_scheduler"  # the Train page's scheduler text (survives page switches)
+PROJECTOR_KEY = "projector"  # the sidebar's Projector toggle (drawn on every page, so it persists)
 
 PAGES = {
     "Home": "pages/home.py",
@@ -247,11 +254,25 @@ def require_assembly() -> Any:
     return current
 
 
+def figure_style() -> viz.FigureStyle:
+    """Screen or projector sizes for every figure, from the sidebar toggle."""
+    return viz.figure_style(bool(st.session_state.get(PROJECTOR_KEY, False)))
+
+
+def chart(figure, key: str, where=None) -> None:
+    """Draw a plotly figure in the current style (projector: larger fonts, thicker lines)."""
+    (where or st).plotly_chart(viz.apply_style(figure, figure_style()), key=key)
+
+
 def sidebar_state() -> None:
-    """Sidebar: the current experiment (assembly, audio, model, job) and the SIMULATED badge."""
+    """Sidebar: the current experiment (assembly, audio, model, job), the SIMULATED badge and the
+    Projector toggle."""
     cfg = config()
     current = assembly()
     with st.sidebar:
+        if st.toggle("Projector", key=PROJECTOR_KEY,
+                     help="Larger text in the app and the figures, thicker lines and outlines: for a classroom."):
+            st.html("<style>html { font-size: 20px; }</style>")
         st.markdown("### Current experiment")
         if current is None:
             st.caption("No assembly loaded.")
@@ -263,5 +284,78 @@ def sidebar_state() -> None:
             st.caption(f"Audio: {stories_with_audio(current)}/{len(current.stories)} stories")
         st.caption(f"Model: `{cfg.features.model_name}` · layers: {cfg.layers}")
         job_id = st.session_state.get(JOB_KEY)
-        if job_id:
-            st.caption(f"Job: `{job_id}`")
+        if job_id:  # its state from disk at this rerun (the Train page reruns the app when it changes)
+            try:
+                st.caption(f"Job: `{job_id}` · {jobs().status(job_id).state}")
+            except EncodingCoreError:
+                st.caption(f"Job: `{job_id}` (no longer on disk)")
+
+
+def how_this_works(page: str) -> None:
+    """The page's "How this works" expander: the method, its assumptions and a reference."""
+    with st.expander("How this works", icon=":material/school:"):
+        st.markdown(how_it_works(page))
+
+
+# --------------------------------------------------------------------------- view state in the URL
+KEPT_PREFIX = "kept:"  # non-widget keys: a page's last choices, which survive leaving the page
+
+
+def restore_widget(key: str, param: str, parse: Callable[[str], Any], valid: Callable[[Any], bool],
+                   default: Any = None) -> None:
+    """Before a widget is drawn, give it a value when it has none of its own yet (a new visit:
+    Streamlit drops a widget's state when its page is left) or when its value is no longer valid
+    (e.g. a layer the newly chosen run does not have). In order: the URL's query parameter
+    ``param`` (a shared link or a reload), the value this session chose on its last visit,
+    ``default``. ``parse`` turns the URL text into a value (ValueError/TypeError when bad);
+    ``valid`` says whether a value can be shown."""
+    if key in st.session_state:
+        if valid(st.session_state[key]):
+            return
+        del st.session_state[key]
+    candidates = []
+    raw = st.query_params.get(param)
+    if raw is not None:
+        try:
+            candidates.append(parse(raw))
+        except (TypeError, ValueError):
+            logger.info("Ignoring the URL's %s=%r: not a valid value", param, raw)
+    if KEPT_PREFIX + key in st.session_state:
+        candidates.append(st.session_state[KEPT_PREFIX + key])
+    candidates.append(default)
+    for value in candidates:
+        if value is not None and valid(value):
+            st.session_state[key] = value
+            return
+
+
+def url_text(value: Any) -> str:
+    """A widget value as URL text: ``1``/``0`` for booleans, ``0.15`` for floats, else ``str``."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def url_bool(text: str) -> bool:
+    """The inverse of :func:`url_text` for booleans (ValueError for anything else)."""
+    if text in ("1", "true", "True"):
+        return True
+    if text in ("0", "false", "False"):
+        return False
+    raise ValueError(text)
+
+
+def keep_widgets(params: dict[str, str], text: Callable[[Any], str] = url_text) -> None:
+    """After the widgets are drawn: remember each widget's value for the next visit and write it into
+    the URL as its query parameter (``params``: query parameter -> widget key), so the address bar
+    is a link to this view."""
+    for param, key in params.items():
+        if key not in st.session_state:
+            continue
+        value = st.session_state[key]
+        st.session_state[KEPT_PREFIX + key] = value
+        shown = text(value)
+        if st.query_params.get(param) != shown:
+            st.query_params[param] = shown

@@ -25,6 +25,7 @@ from pages import _common as common
 
 st.title("Assembly")
 st.caption("An assembly is one subject's fMRI responses to a set of stories, with TR times and transcripts.")
+common.how_this_works("assembly")
 
 cfg = common.config()
 SOURCES = ["Demo (simulated)", "Native .h5 file", "Reference .pkl (safe import)", "LeBel (ds003020) folder",
@@ -192,8 +193,7 @@ if current.space.kind == "volume":
                     st.rerun()  # the page redraws with the fsaverage5 assembly (its summary names the space)
 
 st.subheader("Mean response per story")
-st.plotly_chart(viz.story_timecourse_figure(current.stories, current.get_brain_data(), current.tr),
-                key="timecourse")
+common.chart(viz.story_timecourse_figure(current.stories, current.get_brain_data(), current.tr), key="timecourse")
 
 st.subheader("Temporal SNR (mean / std per voxel)")
 snr = viz.tsnr(current.get_brain_data())
@@ -218,9 +218,12 @@ if surface_map is not None:
     hemi = st.radio("Hemisphere", ["left", "right"], horizontal=True, key="tsnr_hemi")
     if surface_map.projected:
         st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note}")
-    st.plotly_chart(viz.surface_figure(surface_map.to_vertices(snr), hemi=hemi, view="lateral", cmap="viridis",
-                                       symmetric=False, title="temporal SNR", surface=surface_map.surface),
-                    key="tsnr_map")
+    common.chart(viz.surface_figure(surface_map.to_vertices(snr), hemi=hemi, view="lateral", cmap="viridis",
+                                    symmetric=False, vmin=0.0, surface=surface_map.surface, colorbar_title="tSNR",
+                                    coarse=True,
+                                    title=viz.map_title("temporal SNR (mean / std over time)", hemi=hemi,
+                                                        view="lateral"), style=common.figure_style()),
+                 key="tsnr_map")
 else:
     st.caption(f"No brain surface is known for this space ({current.space.describe()}); "
                f"median tSNR {float(np.nanmedian(snr)):.2f}.")

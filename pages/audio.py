@@ -6,6 +6,7 @@ import streamlit as st
 from encoding_core import viz
 from encoding_core.studio import (
     atomic_write_bytes,
+    check_story_audio,
     check_upload_size,
     load_audio,
     load_settings,
@@ -22,6 +23,7 @@ cfg = common.config()
 current = common.require_assembly()
 if current is None:
     st.stop()
+common.how_this_works("audio")
 
 
 def _remap() -> None:
@@ -29,6 +31,36 @@ def _remap() -> None:
     with common.user_errors("Mapping the audio"), st.spinner("Checking audio files ..."):
         common.set_audio_matches(map_audio(common.base_assembly(), folder, cfg.assembly.audio_pattern,
                                            overrides=cfg.assembly.audio_overrides or None))
+
+
+FEEDBACK_KEY = "audio_override_feedback"
+
+
+def _use_if_usable(story_name: str, path) -> None:
+    """Check a file for one story like every mapped file; use it unless it is missing or unreadable,
+    and say what the check found."""
+    match = check_story_audio(current.story(story_name), path, current.tr)
+    if match.status in ("missing", "unreadable"):
+        st.error(f"Not used for {story_name}: {match.message}")
+        return
+    cfg.assembly.audio_overrides[story_name] = str(path)
+    _remap()
+    if match.status == "mismatch":
+        feedback = ("warning", f"{path} is now the audio of {story_name}, but it does not fit the story: "
+                               f"{match.message}")
+    else:
+        feedback = ("success", f"{path} is now the audio of {story_name}: {match.message}.")
+    st.session_state[FEEDBACK_KEY] = feedback
+    st.rerun()  # the table above is drawn again from the new mapping (never the old one next to the message)
+
+
+def _show_feedback() -> None:
+    """The result of the last override, once, under the buttons (it survives the rerun above)."""
+    level, text = st.session_state.pop(FEEDBACK_KEY, (None, ""))
+    if level == "warning":
+        st.warning(text)
+    elif level == "success":
+        st.success(text)
 
 
 left, right = st.columns(2)
@@ -48,13 +80,13 @@ if st.button("Map audio", type="primary", key="map_audio"):
             _remap()
 
 matches = common.audio_matches()
+if matches is None and any(current.get_audio_path()):
+    st.info("Audio paths come with the assembly; they are checked below like a mapped folder. Map a folder to "
+            "change them.")
+    with common.user_errors("Checking the audio"):
+        matches = map_audio(current, None)  # the assembly's own files, checked (headers only)
 if matches is None:
-    paths = current.get_audio_path()
-    if any(paths):
-        st.info("Audio paths come with the assembly. Map a folder to check or change them.")
-        st.dataframe([{"story": n, "audio": p} for n, p in zip(current.stories, paths)], hide_index=True)
-    else:
-        st.info("No audio is mapped yet: type the audio folder and click **Map audio**.")
+    st.info("No audio is mapped yet: type the audio folder and click **Map audio**.")
 else:
     counts = {status: sum(m.status == status for m in matches) for status in ("found", "missing", "mismatch",
                                                                               "unreadable")}
@@ -75,8 +107,8 @@ with over_col:
     if st.button("Set override", key="set_override") and override:
         path = common.user_path(override, f"Audio for {story}")
         if path is not None:
-            cfg.assembly.audio_overrides[story] = str(path)
-            _remap()
+            _use_if_usable(story, path)
+    _show_feedback()
 with up_col:
     settings = load_settings()
     upload = st.file_uploader(f"Upload the audio for {story} (at most {settings.max_upload_mb:g} MB)",
@@ -87,8 +119,7 @@ with up_col:
             name = safe_upload_name(upload.name, AUDIO_SUFFIXES)
             target = common.dirs().uploads / "audio" / name
             atomic_write_bytes(target, upload.getvalue())
-            cfg.assembly.audio_overrides[story] = str(target)
-            _remap()
+            _use_if_usable(story, target)
 
 current = common.assembly()
 audio_path = current.story(story).audio_path
@@ -99,7 +130,8 @@ if audio_path:
         kind = st.radio("Show", ["waveform", "spectrogram"], horizontal=True, key="audio_view")
         s = current.story(story)
         draw = viz.waveform_figure if kind == "waveform" else viz.spectrogram_figure
-        st.plotly_chart(draw(samples, 16000, s.word_onsets, s.words, s.tr_times), key="audio_figure")
-        st.caption("Red ticks: word onsets (labels thinned for long stories). Blue ticks: TR times.")
+        common.chart(draw(samples, 16000, s.word_onsets, s.words, s.tr_times), key="audio_figure")
+        st.caption("Red ticks: every word onset (labels thinned so that none overlaps; hover a tick for its word). "
+                   "Blue ticks: TR times.")
 else:
     st.caption(f"{story} has no audio file yet.")

@@ -20,6 +20,7 @@ st.markdown(
     "Everything runs on this machine; results are saved under the results folder and survive a reload."
 )
 
+common.how_this_works("home")
 cfg = common.config()
 
 

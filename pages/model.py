@@ -23,6 +23,7 @@ from encoding_core.studio import (
     FeatureConfig,
     cache_entry_rows,
     clear_cache,
+    compare_precisions,
     estimate_cost,
     format_bytes,
     format_seconds,
@@ -43,6 +44,7 @@ POOL_HELP = {
 }
 
 st.title("Model & layer")
+common.how_this_works("model")
 cfg = common.config()
 feat = cfg.features
 
@@ -220,8 +222,8 @@ feat.context_size = c2.number_input("Context (s of audio per window)", min_value
 feat.include_early_windows = c3.checkbox("Early (shorter) windows", value=feat.include_early_windows,
                                          help="Also give features for the first context seconds "
                                               "(Huth-lab convention); the reference skips them.", key="early")
-st.plotly_chart(viz.window_diagram(feat.chunk_size, feat.context_size, feat.include_early_windows),
-                key="window_diagram")
+common.chart(viz.window_diagram(feat.chunk_size, feat.context_size, feat.include_early_windows),
+             key="window_diagram")
 
 c1, c2 = st.columns(2)
 feat.device = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"],
@@ -289,6 +291,11 @@ def feature_cache_manager(cache_dir: str) -> None:
 
 feature_cache_manager(cfg.cache_dir)
 
+if facts is None:  # the chosen model cannot be used: no numbers of another model
+    st.info(f"No cache state or cost estimate: the chosen model cannot be used here. The experiment still uses "
+            f"`{feat.model_name}` until a usable model is chosen.")
+    st.stop()
+
 current = common.assembly()
 if current is None:
     st.info("Load an assembly and map its audio to see the cache state and the cost estimate.")
@@ -305,21 +312,54 @@ if not audio_paths:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _cost(paths: tuple[str, ...], feature_fields: tuple):
-    return estimate_cost(list(paths), FeatureConfig(**dict(feature_fields)))
+def _cost(paths: tuple[str, ...], feature_fields: tuple, cache_dir: str, cached_flags: tuple[bool, ...]):
+    """The estimate for these stories and settings; ``cached_flags`` (which stories are cached now) is
+    part of the key, so the estimate follows the cache."""
+    return estimate_cost(list(paths), FeatureConfig(**dict(feature_fields)), cache_dir=cache_dir)
 
 
 st.subheader("Cache and cost")
+fields = tuple(sorted(dataclasses.asdict(feat).items()))
 with common.user_errors("Checking the feature cache"):
     cached = {name: bool(p) and is_cached(p, feat, cfg.cache_dir)
               for name, p in zip(current.stories, current.get_audio_path())}
     st.write(f"**{sum(cached.values())} of {len(cached)}** stories are already cached for these settings.")
     st.dataframe([{"story": k, "cached": v} for k, v in cached.items()], hide_index=True, height=180)
 with common.user_errors("Estimating the cost"):
-    estimate = _cost(tuple(audio_paths), tuple(sorted(dataclasses.asdict(feat).items())))
+    flags = tuple(cached[name] for name, p in zip(current.stories, current.get_audio_path()) if p)
+    with st.spinner(f"Timing one window of {feat.model_name} on this machine (once; kept in the cache) ..."):
+        estimate = _cost(tuple(audio_paths), fields, cfg.cache_dir, flags)
     c = st.columns(3)
-    c[0].metric("Windows", f"{estimate.n_windows:,}")
-    c[1].metric("Estimated time", format_seconds(estimate.seconds))
-    c[2].metric("Per window", f"{estimate.per_window_s * 1000:.1f} ms")
+    c[0].metric("Windows to compute", f"{estimate.n_windows:,}",
+                help=f"{estimate.cached_stories} of {estimate.n_stories} stories are cached and cost nothing.")
+    c[1].metric("Estimated time", format_seconds(estimate.seconds),
+                help="Windows to compute x the measured time per window, plus loading the model once.")
+    c[2].metric("Per window", f"{estimate.per_window_s * 1000:.0f} ms" if estimate.n_windows else "-",
+                help=f"{estimate.model_name} ({estimate.precision}), one window timed on this machine.")
+    if estimate.n_windows == 0:
+        st.success("Every story is cached for these settings: a run needs no feature extraction.")
+    else:
+        st.caption(f"{format_seconds(estimate.seconds)} = {estimate.n_windows:,} windows x "
+                   f"{estimate.per_window_s:.3f} s + {estimate.load_seconds:.1f} s to load "
+                   f"{estimate.model_name} ({estimate.precision}); the per-window time was measured on this machine"
+                   f"{' (earlier, kept in the cache)' if estimate.probe_from_disk else ''}. Other work on the machine "
+                   "slows a run down.")
     for warning in estimate.warnings:
         st.warning(warning)
+
+
+with common.user_errors("Comparing fp32 and bf16"):
+    advice = compare_precisions(feat, cfg.cache_dir, measure=False)  # from earlier probes only (memory or disk)
+    if advice is None:
+        if st.button("Time fp32 against bf16 on this machine", key="compare_precisions",
+                     help="One window in each precision (about as long as two windows of the run); kept in the "
+                          "cache."):
+            with st.spinner("Timing one window in fp32 and one in bf16 ..."):
+                advice = compare_precisions(feat, cfg.cache_dir)
+    if advice is not None:
+        if advice.recommend == "bf16":
+            st.info(f"**bf16 recommended here.** {advice.reason}")
+        else:
+            st.caption(f"**fp32 recommended here.** {advice.reason}")
+        if feat.precision == "bf16" and advice.recommend != "bf16":
+            st.warning("bf16 is selected but is not faster on this machine; fp32 is exact and at least as fast.")

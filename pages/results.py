@@ -28,13 +28,13 @@ from encoding_core.studio import (
     fallback_caption,
     fdr_label,
     glass_brain_allowed,
-    ground_truth_maps,
     layer_profile,
     map_surface,
     no_map_reason,
     normalized_caption,
     per_voxel_csv,
     per_voxel_npz,
+    planted_region_masks,
     region_rows,
     significance_label,
 )
@@ -82,7 +82,8 @@ def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _planted_regions() -> dict[str, np.ndarray]:
-    return {name: np.asarray(values) > 0 for name, values in ground_truth_maps().items()}
+    """One outline per planted region, under its readable label (one legend entry each)."""
+    return planted_region_masks()
 
 
 def _map(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str, significant_only: bool,
@@ -98,18 +99,38 @@ def _map(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, 
     else:
         shown, full = surface_map.thresholded(values, significant, min_r), surface_map.to_vertices(values)
     vmax = float(np.nanmax(np.abs(full))) if np.isfinite(full).any() else 1.0
-    return shown, vmax, f"{run_id} · layer {layer} · {kind}"
+    if kind == NORMALISED:
+        vmax = 1.0  # its own scale: 0 (nothing of the explainable response) to 1 (all of it)
+    return shown, vmax, viz.map_title(kind, layer=layer, threshold=_threshold_text(kind, significant_only, min_r))
+
+
+def _threshold_text(kind: str, significant_only: bool, min_r: float) -> str:
+    """What a map hides, for its title: ``FDR-significant, correlation r ≥ 0.10``."""
+    return f"{'FDR-significant, ' if significant_only else ''}{kind} ≥ {min_r:.2f}"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _surface_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
-                    significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
-    """The plotly surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache)."""
+                    significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool,
+                    full_mesh: bool = False, projector: bool = False) -> dict[str, Any]:
+    """The plotly surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache),
+    keyed on run, layer, thresholds and view. Drawn on the mesh one subdivision coarser unless
+    ``full_mesh`` (fsaverage5: a quarter of the data for the browser)."""
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     regions = _planted_regions() if with_regions else None
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
-    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, regions=regions,
-                              surface=surface).to_dict()
+    title = viz.map_title(kind, layer=layer, hemi=hemi, view=view,
+                          threshold=_threshold_text(kind, significant_only, min_r))
+    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, **_scale(kind),
+                              regions=regions, surface=surface, coarse=not full_mesh, colorbar_title=kind,
+                              style=viz.figure_style(projector)).to_dict()
+
+
+def _scale(kind: str) -> dict[str, Any]:
+    """Colour scale of a map: r is symmetric around 0 (blue-red); normalised r runs 0-1 (viridis)."""
+    if kind == NORMALISED:
+        return {"symmetric": False, "vmin": 0.0, "cmap": "viridis", "round_limits": False}
+    return {"symmetric": True}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -118,7 +139,7 @@ def _four_view_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, la
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
     return viz.four_view_png(shown, vmax=vmax, title=title, regions=_planted_regions() if with_regions else None,
-                             surface=surface)
+                             surface=surface, colorbar_title=kind, **_scale(kind))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -137,8 +158,9 @@ def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str
             - _layer_arrays(results_dir, other, other_stamp, other_layer)["correlations"])
     if hemi and view:
         surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
-        return viz.surface_figure(surface_map.to_vertices(diff), hemi=hemi, view=view, title="difference in r",
-                                  surface=surface_map.surface).to_dict()
+        return viz.surface_figure(surface_map.to_vertices(diff), hemi=hemi, view=view,
+                                  title=f"difference in r · {hemi} {view}", surface=surface_map.surface, coarse=True,
+                                  colorbar_title="difference in r").to_dict()
     return viz.correlation_histogram(diff, title="difference in r").to_dict()
 
 
@@ -197,8 +219,74 @@ def _region_panel(details: dict, simulated: bool) -> None:
         st.dataframe(details["ground_truth"], hide_index=True, key="ground_truth_table")
 
 
+# --------------------------------------------------------------------------- the map panel
+URL_VIEW = {"run": "run_pick", "layer": "layer_pick", "value": "map_kind", "fdr": "sig_only", "threshold": "min_r",
+            "norm_threshold": "min_norm", "hemi": "hemi", "view": "view"}
+"""URL query parameter -> widget: the view a link opens and a revisit restores (``common.restore_widget``)."""
+
+
+@st.fragment
+def _map_panel(context: dict[str, Any]) -> None:
+    """Value, FDR filter, threshold, hemisphere, view and the brain map (or glass brain): changing one
+    of them reruns only this panel (a fragment), never the rest of the page. Each control starts
+    from the URL or the last visit (``URL_VIEW``) and writes its value back to the URL."""
+    kinds = context["kinds"]
+    c1, c2, c3 = st.columns(3)
+    common.restore_widget("map_kind", "value", str, kinds.__contains__)
+    kind = c1.radio("Value", kinds, key="map_kind")
+    common.restore_widget("sig_only", "fdr", common.url_bool, lambda v: isinstance(v, bool))
+    significant_only = c2.checkbox("FDR-significant only", value=context["any_significant"], key="sig_only",
+                                   help=context["fdr_help"])
+    if kind == NORMALISED:  # its own scale: 0 (none of the explainable response) to 1 (all of it)
+        common.restore_widget("min_norm", "norm_threshold", lambda text: round(float(text), 2),
+                              lambda v: 0.0 <= v <= 1.0)
+        min_value = float(c3.slider("Minimum r / noise ceiling", 0.0, 1.0, 0.0, 0.01, key="min_norm"))
+    else:
+        default_min_r = 0.0 if context["fallback_r"] is None else round(float(context["fallback_r"]), 2)
+        common.restore_widget("min_r", "threshold", lambda text: round(float(text), 2), lambda v: -1.0 <= v <= 1.0)
+        min_value = float(c3.slider("Minimum r", -1.0, 1.0, default_min_r, 0.01, key="min_r"))
+    if not context["any_significant"]:
+        st.caption(context["fallback_text"])
+    map_key = (*context["run"], kind, significant_only, min_value)
+    if context["surface"]:
+        common.restore_widget("hemi", "hemi", str, ("left", "right").__contains__)
+        common.restore_widget("view", "view", str, tuple(viz.VIEWS).__contains__)
+        c1, c2, c3 = st.columns([2, 3, 2])
+        hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
+        view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
+        full_mesh = c3.toggle("Full-resolution mesh", key="full_mesh",
+                              help="Draw every vertex (four times the data, slower to load). By default the "
+                                   "interactive map shows one vertex in four (the next coarser icosphere); the "
+                                   "four-view PNG always has every vertex.")
+    common.keep_widgets({name: key for name, key in URL_VIEW.items() if name not in ("run", "layer")})
+    if context["surface"]:
+        shown, _, _ = _map(*map_key)
+        if not np.isfinite(shown).any():
+            st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum.")
+        with st.spinner("Drawing the surface ..."):
+            st.plotly_chart(_surface_figure(*map_key, hemi, view, context["with_regions"], full_mesh,
+                                            bool(st.session_state.get(common.PROJECTOR_KEY, False))),
+                            key="surface_map")
+        st.download_button("Download the four-view PNG (left/right, lateral/medial)",
+                           lambda: _four_view_png(*map_key, context["with_regions"]),
+                           file_name=f"{context['file_stem']}.png", mime="image/png", key="download_png",
+                           on_click="ignore", help="Drawn when you click (a few seconds the first time).")
+    elif context["glass_brain"]:
+        st.caption("**Glass brain (last resort)**: this run's volume records no template and no surface is known "
+                   "for it, so its voxels are drawn at their affine's mm over the MNI152 outline. If the volume is "
+                   "in MNI152 space, mark it so on the Assembly page to see the map on fsaverage5.")
+        with st.spinner("Drawing the glass brain ..."):
+            png = _glass_brain_png(*map_key)
+        st.image(png)
+        st.download_button("Download the glass-brain PNG", png, file_name=f"{context['file_stem']}.png",
+                           mime="image/png", key="download_png", on_click="ignore")
+    elif context["no_map"] is not None:
+        st.info(f"{context['no_map']} The histogram and layer profile below still apply.")
+
+
 # --------------------------------------------------------------------------- page
 st.title("Results")
+common.how_this_works("results")
 store = common.run_store()
 runs = []
 with common.user_errors("Listing runs"):
@@ -211,7 +299,10 @@ if not runs:
 ids = [r.run_id for r in runs]
 by_id = {r.run_id: r for r in runs}
 chosen = st.session_state.get(common.RUN_KEY)
-run_id = st.selectbox("Run", ids, index=ids.index(chosen) if chosen in ids else 0, key="run_pick",
+if chosen in ids and st.session_state.get(common.KEPT_PREFIX + "run_pick", chosen) != chosen:
+    st.session_state[common.KEPT_PREFIX + "run_pick"] = chosen  # another page chose it (Train's "Show the results")
+common.restore_widget("run_pick", "run", str, ids.__contains__, chosen if chosen in ids else ids[0])
+run_id = st.selectbox("Run", ids, key="run_pick",
                       format_func=lambda i: f"{i} · {by_id[i].name} · {by_id[i].model_name}"
                                             + (" · SIMULATED" if by_id[i].simulated else ""))
 st.session_state[common.RUN_KEY] = run_id
@@ -229,12 +320,13 @@ if not metrics:
     st.stop()
 if simulated:
     common.simulated_banner("run's brain data", headline="SIMULATED RUN",
-                            note="The planted regions are outlined in black; a good model recovers them.")
+                            note="The planted regions are outlined, one colour per region; a good model recovers them.")
 
 profile = layer_profile(metrics)
 run_config = ExperimentConfig.from_toml(config_toml)
 details = _run_details(results_dir, run_id, stamp)
 best_layer, best_rule = best_layer_choice(details["summary"], metrics)
+common.restore_widget("layer_pick", "layer", int, profile["layers"].__contains__)  # URL, last visit (URL_VIEW)
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
                      format_func=lambda x: f"layer {x}" + (" (best)" if x == best_layer else ""))
 st.caption(f"Best layer {best_layer} by {best_rule}.")
@@ -263,21 +355,10 @@ if ceiling is not None and np.isfinite(ceiling).any():
     st.caption(ceiling_target_caption(m))
     if normalized_caption(m):
         st.caption(normalized_caption(m))
-c1, c2, c3 = st.columns(3)
-kind = c1.radio("Value", kinds, key="map_kind")
 any_significant = bool(np.any(a.get("significant_mask", np.zeros(1, dtype=bool))))
 fallback_r, fallback_text = (None, "") if any_significant else fallback_caption(m, run_config)
-significant_only = c2.checkbox("FDR-significant only", value=any_significant, key="sig_only",
-                               help=f"{fdr_label(m, run_config)}." if any_significant else
-                               "No voxel is FDR-significant in this layer; the map shows the voxels at or above "
-                               "the minimum r.")
-default_min_r = 0.0 if fallback_r is None else round(float(fallback_r), 2)
-min_r = float(c3.slider("Minimum r", -1.0, 1.0, default_min_r, 0.01, key="min_r"))
-if not any_significant:
-    st.caption(fallback_text)
-map_key = (results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
+common.keep_widgets({"run": "run_pick", "layer": "layer_pick"})
 file_stem = f"{run_id}_layer{layer}"
-hemi = view = None
 space_kind, space_name, space_template, glass_brain_ok, no_map_text = space_facts
 
 surface_map = None
@@ -288,35 +369,20 @@ try:
 except EncodingCoreError as exc:
     map_failed = True
     st.error(f"The brain map of run {run_id} cannot be drawn: {exc}")
-
-if surface_map is not None:
-    with_regions = simulated and not surface_map.projected  # the demo's planted regions live on fsaverage5
-    if surface_map.projected:
-        st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note} Thresholds apply on the surface: a "
-                   f"vertex shows when most of its sampling weight comes from voxels that pass them.")
-    c1, c2 = st.columns(2)
-    hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
-    view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
-    shown, _, _ = _map(*map_key)
-    if not np.isfinite(shown).any():
-        st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum r.")
-    with st.spinner("Drawing the surface ..."):
-        st.plotly_chart(_surface_figure(*map_key, hemi, view, with_regions), key="surface_map")
-    st.download_button("Download the four-view PNG (left/right, lateral/medial)",
-                       lambda: _four_view_png(*map_key, with_regions), file_name=f"{file_stem}.png",
-                       mime="image/png", key="download_png", on_click="ignore",
-                       help="Drawn when you click (a few seconds the first time).")
-elif glass_brain_ok and not map_failed:
-    st.caption("**Glass brain (last resort)**: this run's volume records no template and no surface is known "
-               "for it, so its voxels are drawn at their affine's mm over the MNI152 outline. If the volume is "
-               "in MNI152 space, mark it so on the Assembly page to see the map on fsaverage5.")
-    with st.spinner("Drawing the glass brain ..."):
-        png = _glass_brain_png(*map_key)
-    st.image(png)
-    st.download_button("Download the glass-brain PNG", png, file_name=f"{file_stem}.png",
-                       mime="image/png", key="download_png", on_click="ignore")
-elif not map_failed:
-    st.info(f"{no_map_text} The histogram and layer profile below still apply.")
+if surface_map is not None and surface_map.projected:
+    st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note} Thresholds apply on the surface: a "
+               f"vertex shows when most of its sampling weight comes from voxels that pass them.")
+_map_panel({
+    "run": (results_dir, run_id, stamp, cache_dir, layer), "kinds": kinds, "any_significant": any_significant,
+    "fdr_help": f"{fdr_label(m, run_config)}." if any_significant else
+    "No voxel is FDR-significant in this layer; the map shows the voxels at or above the minimum.",
+    "fallback_r": fallback_r, "fallback_text": fallback_text, "file_stem": file_stem,
+    "surface": surface_map is not None, "with_regions": simulated and surface_map is not None
+    and not surface_map.projected,  # the demo's planted regions live on fsaverage5
+    "glass_brain": glass_brain_ok and not map_failed, "no_map": None if map_failed else no_map_text,
+})
+hemi = st.session_state.get("hemi", "left") if surface_map is not None else None
+view = st.session_state.get("view", "lateral") if surface_map is not None else None
 
 st.plotly_chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
 _alpha_panel(m)
@@ -345,9 +411,11 @@ else:
         else:
             st.caption(f"r(this run, layer {layer}) − r({other}, layer {o_layer}); median difference "
                        f"{float(np.nanmedian(a['correlations'] - o_r)):+.3f}.")
-            figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp, o_layer,
-                                        hemi, view)
-            st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
+            if st.toggle("Show the difference map", key="compare_show",
+                         help="Drawn on request: a second brain map doubles what the page sends."):
+                figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp,
+                                            o_layer, hemi, view)
+                st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
 
 st.subheader("Downloads")
 c = st.columns(3)

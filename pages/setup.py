@@ -21,6 +21,8 @@ from encoding_core.studio import (
     downsample_kernel,
     fdr_label,
     experiment_to_script,
+    setup_warnings,
+    statistics_warnings,
     trimming_preview,
 )
 from pages import _common as common
@@ -30,6 +32,7 @@ cfg = common.config()
 current = common.require_assembly()
 if current is None:
     st.stop()
+common.how_this_works("setup")
 
 st.subheader("Trimming (TRs, Python slice bounds; empty = open end)")
 lebel = TrimmingConfig()
@@ -62,7 +65,7 @@ for i, (field, label) in enumerate(labels.items()):
 
 rows = trimming_preview(current, trim, cfg.assembly.test_story or None, cfg.ridge.mode)
 mismatched = [r for r in rows if not r["match"]]
-st.plotly_chart(viz.length_preview_figure(rows), key="length_preview")
+common.chart(viz.length_preview_figure(rows), key="length_preview")
 if mismatched:
     st.error("Features and targets differ in length for: " + "; ".join(
         f"{r['story']} ({r['role']}): features {r['features']} vs targets {r['targets']} TRs" for r in mismatched)
@@ -86,7 +89,7 @@ method = c2.selectbox("Downsampling method", DOWNSAMPLE_METHODS,
 cfg.alignment.downsample_method = method
 with common.user_errors("Drawing the kernel"):
     t, w = downsample_kernel(method, current.tr, **cfg.alignment.downsample_kwargs)
-    c2.plotly_chart(viz.kernel_figure(t, w, method, current.tr), key="kernel")
+    common.chart(viz.kernel_figure(t, w, method, current.tr), key="kernel", where=c2)
 
 st.subheader("Ridge and cross-validation")
 ridge = cfg.ridge
@@ -122,6 +125,9 @@ try:
 except ValueError:
     st.error(f"Alphas must be positive numbers separated by commas, e.g. {', '.join(f'{a:g}' for a in REFERENCE_ALPHAS[:4])}.")
 
+for warning in setup_warnings(cfg, current):  # valid but probably wrong: said, not silently accepted
+    st.warning(warning, icon=":material/warning:")
+
 st.subheader("Statistics")
 stats = cfg.stats
 c1, c2, c3 = st.columns(3)
@@ -140,6 +146,8 @@ stats.fdr_q = float(c3.number_input("Benjamini–Hochberg FDR q", 0.001, 0.5, fl
                                     format="%.3f", key="fdr_q"))
 with common.user_errors("Describing the test"):
     st.caption(f"p-values: {describe_planned_test(cfg)}; correction: {fdr_label({}, cfg)}.")
+for warning in statistics_warnings(cfg, current):  # after the widgets: the values just chosen
+    st.warning(warning, icon=":material/warning:")
 
 st.subheader("Export")
 cfg.name = st.text_input("Experiment name", value=cfg.name, key="experiment_name")

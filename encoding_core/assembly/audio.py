@@ -38,13 +38,20 @@ class AudioInfo:
     channels: int
 
 
+MAX_SCAN_TAIL_S = 20.0
+"""The scan may go on after the sound ends (the haemodynamic response lasts 15-20 s): a TR span
+at most this much longer than the audio is expected (the demo scans 10-12 s past its audio);
+a longer gap means the file is probably not this story's."""
+
+
 @dataclass(frozen=True)
 class AudioMatch:
     """The audio file found for one story and how well it fits the story's TR span.
 
-    status: ``found`` (duration within one TR of the span), ``mismatch`` (further off),
-    ``missing`` (no file) or ``unreadable`` (file exists, cannot be read; see message).
-    tr_span_s: seconds from sound onset (or the first TR if later) to the end of the last TR.
+    status: ``found`` (the audio fits, see :func:`audio_fit`), ``mismatch`` (it does not: the
+    message says why), ``missing`` (no file) or ``unreadable`` (file exists, cannot be read;
+    see message). tr_span_s: seconds from sound onset (or the first TR if later) to the end of
+    the last TR.
     """
 
     story: str
@@ -54,6 +61,50 @@ class AudioMatch:
     sample_rate: Optional[int]
     tr_span_s: float
     message: str
+
+
+def audio_fit(duration_s: float, tr_span_s: float, tr: float, last_word_end_s: Optional[float] = None,
+              max_tail_s: float = MAX_SCAN_TAIL_S) -> tuple[str, str]:
+    """(status ``found`` or ``mismatch``, message) of an audio file's duration against a story.
+
+    The audio fits when it (1) does not outlast the scan by more than one TR, (2) reaches the
+    end of the transcript's last word (within one TR), and (3) ends at most ``max_tail_s``
+    seconds before the scan does (the scan records the response after the sound). Seconds throughout.
+    """
+    tail = tr_span_s - duration_s
+    if duration_s > tr_span_s + tr:
+        return "mismatch", (f"audio lasts {duration_s:.1f} s but the TRs span only {tr_span_s:.1f} s "
+                            f"({-tail:+.1f} s, more than one TR of {tr:g} s): the sound would outlast the scan; "
+                            "wrong file?")
+    if last_word_end_s is not None and duration_s < last_word_end_s - tr:
+        return "mismatch", (f"audio lasts {duration_s:.1f} s but the transcript's last word ends at "
+                            f"{last_word_end_s:.1f} s: the file is too short for this story; wrong or truncated "
+                            "file?")
+    if tail > max_tail_s:
+        return "mismatch", (f"audio lasts {duration_s:.1f} s but the TRs span {tr_span_s:.1f} s: the scan would go "
+                            f"on {tail:.1f} s after the sound (more than the {max_tail_s:g} s a response lasts); "
+                            "wrong file?")
+    note = f"; the scan goes on {tail:.1f} s after the sound (response tail)" if tail > tr else ""
+    return "found", f"{duration_s:.1f} s{note}"
+
+
+def check_story_audio(story: Story, path: PathLike, tr: float) -> AudioMatch:
+    """Check one story's audio file: exists, readable (header), duration against the story
+    (:func:`audio_fit`). The same check for a mapped folder, an override and the stories' own paths."""
+    span = story_tr_span(story, tr)
+    path = Path(path).expanduser()
+    if not path.exists():
+        return AudioMatch(story.name, str(path), "missing", None, None, span, f"file {path} does not exist")
+    try:
+        info = audio_info(path)
+    except AudioError as exc:
+        return AudioMatch(story.name, str(path), "unreadable", None, None, span, str(exc))
+    last_word = float(story.word_offsets.max()) if story.word_offsets.size else None
+    status, message = audio_fit(info.duration_s, span, tr, last_word)
+    if status == "found":
+        message = f"{message} at {info.sample_rate} Hz" if "; " not in message else message.replace(
+            " s; ", f" s at {info.sample_rate} Hz; ", 1)
+    return AudioMatch(story.name, str(path), status, info.duration_s, info.sample_rate, span, message)
 
 
 def _check_file(path: Path) -> None:
@@ -207,22 +258,32 @@ def _find_case_insensitive(folder: Path, relative: str, listings: dict[Path, dic
     return listings[parent].get(Path(relative).name.lower())
 
 
-def map_audio(assembly: Assembly, folder: PathLike, pattern: str = "{story}.wav",
+def find_story_audio(folder: PathLike, pattern: str, story: str) -> Optional[Path]:
+    """The file ``map_audio`` would pick for ``story`` in ``folder`` (pattern, then the same stem
+    with each audio extension, case-insensitive), or None."""
+    listings: dict[Path, dict[str, Path]] = {}
+    return next((found for found in (_find_case_insensitive(Path(folder), c, listings)
+                                     for c in _candidates(pattern, story)) if found is not None), None)
+
+
+def map_audio(assembly: Assembly, folder: Optional[PathLike], pattern: str = "{story}.wav",
               overrides: Optional[dict[str, PathLike]] = None) -> list[AudioMatch]:
-    """Find each story's audio file and check its duration against the story's TR span.
+    """Find each story's audio file and check it (:func:`check_story_audio`).
 
     Tries ``folder / pattern.format(story=name)``, then the same stem with .wav/.flac/
     .mp3/.ogg, matching file names case-insensitively. ``overrides`` maps a story name to a
-    file (relative paths are taken inside ``folder``). Returns one AudioMatch per story, in
-    assembly order; a duration differing from the TR span by more than one TR is a
-    ``mismatch``. Nothing is changed; see :func:`apply_audio_map`.
+    file (relative paths are taken inside ``folder``). Without a folder (None or ""), each story
+    keeps the audio path the assembly gave it (the demo's own files), checked the same way.
+    Returns one AudioMatch per story, in assembly order. Nothing is changed; see
+    :func:`apply_audio_map`.
     """
-    folder = Path(folder)
+    own_paths = folder is None or not str(folder).strip()
+    folder = Path(folder) if not own_paths else Path(".")
     overrides = {str(k): v for k, v in (overrides or {}).items()}
     unknown = sorted(set(overrides) - set(assembly.stories))
     if unknown:
         raise InputError(f"audio overrides name stories not in the assembly: {unknown}; stories: {assembly.stories}.")
-    if not folder.is_dir() and len(overrides) < len(assembly.stories):
+    if not own_paths and not folder.is_dir() and len(overrides) < len(assembly.stories):
         raise InputError(f"Audio folder {folder} does not exist or is not a folder.")
     listings: dict[Path, dict[str, Path]] = {}
     matches = []
@@ -230,11 +291,17 @@ def map_audio(assembly: Assembly, folder: PathLike, pattern: str = "{story}.wav"
         span = story_tr_span(story, assembly.tr)
         if story.name in overrides:
             path: Optional[Path] = Path(overrides[story.name]).expanduser()
-            if not path.is_absolute():
+            if not path.is_absolute() and not own_paths:
                 path = folder / path
             if not path.exists():
                 matches.append(AudioMatch(story.name, str(path), "missing", None, None, span,
                                           f"override file {path} does not exist"))
+                continue
+        elif own_paths:
+            path = Path(story.audio_path) if story.audio_path else None
+            if path is None:
+                matches.append(AudioMatch(story.name, None, "missing", None, None, span,
+                                          "the assembly gives no audio file for this story; map an audio folder"))
                 continue
         else:
             path = next((found for found in (_find_case_insensitive(folder, c, listings)
@@ -244,19 +311,7 @@ def map_audio(assembly: Assembly, folder: PathLike, pattern: str = "{story}.wav"
                                           f"no file matching {pattern.format(story=story.name)!r} "
                                           f"(or .wav/.flac/.mp3/.ogg) in {folder}"))
                 continue
-        try:
-            info = audio_info(path)
-        except AudioError as exc:
-            matches.append(AudioMatch(story.name, str(path), "unreadable", None, None, span, str(exc)))
-            continue
-        difference = info.duration_s - span
-        if abs(difference) > assembly.tr:
-            status = "mismatch"
-            message = (f"audio lasts {info.duration_s:.1f} s but the TRs span {span:.1f} s "
-                       f"({difference:+.1f} s, more than one TR of {assembly.tr:g} s); wrong file?")
-        else:
-            status, message = "found", f"{info.duration_s:.1f} s at {info.sample_rate} Hz"
-        matches.append(AudioMatch(story.name, str(path), status, info.duration_s, info.sample_rate, span, message))
+        matches.append(check_story_audio(story, path, assembly.tr))
     return matches
 
 

@@ -414,6 +414,14 @@ def ground_truth_maps() -> dict[str, np.ndarray]:
 
 
 @lru_cache(maxsize=1)
+def planted_region_masks() -> dict[str, np.ndarray]:
+    """One boolean ``(20484,)`` mask per planted region, keyed by its readable label (e.g.
+    ``"Auditory cortex (Heschl's gyrus)"``), in the order of ``DEMO_REGIONS``: the outlines a map
+    of the demo draws, one legend entry each."""
+    maps = ground_truth_maps()
+    return {region.label: np.asarray(maps[f"mask_{key}"], dtype=bool) for key, region in DEMO_REGIONS.items()}
+
+
 def _smoothing_operator():
     """Sparse (20484, 20484) operator: NOISE_SMOOTH_STEPS of neighbour averaging, rows scaled to unit norm."""
     from scipy.sparse import block_diag, diags, identity

@@ -33,7 +33,7 @@ from typing import Any, Optional, Union
 
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import EncodingCoreError, InputError, JobCancelled
-from encoding_core.common.progress import EtaTracker
+from encoding_core.common.progress import WorkRates, remaining_seconds
 from encoding_core.experiment.runstore import RUN_ID_PATTERN, new_run_id, process_alive, process_start_ticks
 from encoding_core.common.storage import atomic_write_text, check_writable, create_unique_dir
 
@@ -63,7 +63,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 @dataclass
 class JobStatus:
-    """A job as the app shows it. ``stages`` maps stage -> {"done", "total"}; eta_s is for the current stage."""
+    """A job as the app shows it, read from its files.
+
+    ``stages`` maps stage -> {"done", "total"}. ``eta_s``: seconds left of the whole job from the
+    measured speed of each stage of this job (see :func:`~encoding_core.common.progress.remaining_seconds`),
+    counted down since the progress file was written; None when nothing is measured yet or the
+    job is not active. ``eta_unmeasured``: stages with work left whose speed is not measured yet
+    (``eta_s`` is then a lower bound).
+    """
 
     job_id: str
     state: str
@@ -82,10 +89,16 @@ class JobStatus:
     pid: Optional[int] = None
     scheduler: Optional[str] = None
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eta_unmeasured: tuple[str, ...] = ()
+    rates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (QUEUED, RUNNING)
 
 
 class FileProgress:
@@ -98,7 +111,7 @@ class FileProgress:
         self.path = Path(path)
         self.min_interval_s = float(min_interval_s)
         self.stages: dict[str, dict[str, int]] = {}
-        self._eta = EtaTracker()
+        self.rates = WorkRates()
         self._last_write = 0.0
         self._last_stage = ""
         self._record: dict[str, Any] = {}
@@ -106,13 +119,22 @@ class FileProgress:
 
     def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
         self.stages[stage] = {"done": int(done), "total": int(total)}
+        self.rates.update(stage, done, total)
         self._record = {"stage": stage, "done": int(done), "total": int(total), "message": message,
-                        "eta_s": self._eta.eta(stage, done, total), "stages": self.stages, "updated": _now_iso(),
-                        "workers": self.workers}
+                        "stages": self.stages, "rates": self.rates.record(), "updated": _now_iso(),
+                        "updated_epoch": time.time(), "workers": self.workers}
         now = time.monotonic()
         if stage != self._last_stage or done >= total or now - self._last_write >= self.min_interval_s:
             self.flush()
             self._last_write, self._last_stage = now, stage
+
+    def skipped(self, stage: str, units: int) -> None:
+        """The next ``units`` of ``stage`` come for free (cached features): not counted as work."""
+        self.rates.skipped(stage, units)
+
+    def plan(self, stage: str, total: int) -> None:
+        """Announce a later stage's units (the layers to fit) so the ETA says they are still to come."""
+        self.rates.plan(stage, total)
 
     def flush(self) -> None:
         if self._record:
@@ -208,6 +230,10 @@ class JobManager:
         scheduler = _read_json(self.job_dir(job_id) / "job.json").get("scheduler")
         return self.start(config, resume_of=job_id, scheduler=scheduler)
 
+    def config(self, job_id: str) -> ExperimentConfig:
+        """The experiment a job runs (its saved config.toml)."""
+        return ExperimentConfig.load(self.job_dir(job_id) / "config.toml")
+
     # -- watching -------------------------------------------------------------------
     def _pid(self, job_id: str, path: Path) -> tuple[Optional[int], Optional[int]]:
         state = _read_json(path / "state.json")
@@ -238,9 +264,16 @@ class JobManager:
         if current in (QUEUED, RUNNING) and alive:
             self._enforce_cancel(job_id, path)
         pid, _ = self._pid(job_id, path)
+        rates = progress.get("rates") or {}
+        eta_s, unmeasured = None, ()
+        if current in (QUEUED, RUNNING) and rates:
+            since = time.time() - float(progress.get("updated_epoch") or time.time())
+            remaining = remaining_seconds(rates, since_update_s=since)
+            eta_s, unmeasured = remaining.seconds, remaining.unmeasured
         return JobStatus(
             job_id=job_id, state=current, stage=progress.get("stage", ""), done=int(progress.get("done", 0)),
-            total=int(progress.get("total", 0)), message=progress.get("message", ""), eta_s=progress.get("eta_s"),
+            total=int(progress.get("total", 0)), message=progress.get("message", ""), eta_s=eta_s,
+            eta_unmeasured=tuple(unmeasured), rates=rates,
             stages=progress.get("stages", {}), run_id=state.get("run_id"), error=state.get("error"),
             started=state.get("started"), finished=state.get("finished"), config_name=job.get("config_name", ""),
             resume_of=job.get("resume_of"), pid=pid, scheduler=job.get("scheduler"),
@@ -324,6 +357,21 @@ def _set_threads() -> int:
     return n
 
 
+def planned_layer_count(config: ExperimentConfig) -> Optional[int]:
+    """How many layers the job will fit: the listed layers, or for ``"all"`` the speech model's
+    layer count from its config (None when it cannot be known before the features exist)."""
+    if config.layers != "all":
+        return len(config.layers)
+    if config.features.modality != "speech":
+        return None
+    try:
+        from encoding_core.features.models import model_facts
+
+        return int(model_facts(config.features.model_name).n_layers)
+    except Exception:  # noqa: BLE001 - only an ETA hint; the run itself reports a bad model
+        return None
+
+
 def run_job(job_dir: Union[str, Path]) -> int:
     """Run the job in ``job_dir`` (worker entry point). Returns the process exit code (0 done, 1 failed, 2 bad input)."""
     from encoding_core.experiment.pipeline import run_experiment
@@ -344,6 +392,9 @@ def run_job(job_dir: Union[str, Path]) -> int:
         logger.info("Job %s: pid %d, %d threads", path.name, pid, threads)
         config = ExperimentConfig.load(path / "config.toml")
         scheduler = _read_json(path / "job.json").get("scheduler")
+        n_layers = planned_layer_count(config)
+        if n_layers:
+            progress.plan("fit", n_layers)
         if scheduler:
             from encoding_core.experiment.distributed import run_sweep_distributed
 

@@ -35,7 +35,7 @@ import numpy as np
 from encoding_core.assembly.data_model import Assembly, Story
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import AudioError, ConfigError, JobCancelled
-from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel, null_progress
+from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel, null_progress, report_skipped
 from encoding_core.common.storage import check_writable
 from encoding_core.models.fitting import LayerResult, fit_cross_validated, fit_train_test
 
@@ -171,14 +171,18 @@ def extract_all_features(assembly: Assembly, feature_source: FeatureSource,
     result: dict[str, StoryFeaturesLike] = {}
     for index, story in enumerate(assembly.stories_list):
         check_cancel(cancel)
+        computed = []  # a story read from the cache reports no progress of its own
 
         def story_progress(stage: str, done: int, n: int, message: str = "", _i: int = index,
-                           _name: str = story.name) -> None:
+                           _name: str = story.name, _computed: list = computed) -> None:
+            _computed.append(True)
             fraction = min(max(done / n, 0.0), 1.0) if n else 0.0
             progress("features", 100 * _i + int(100 * fraction), total,
                      f"story {_i + 1}/{len(names)} {_name}: {done}/{n} {message}".strip())
 
         result[story.name] = feature_source(story, progress=story_progress, cancel=cancel)
+        if not computed:
+            report_skipped(progress, "features", 100)  # cached: its units must not speed up the ETA
         progress("features", 100 * (index + 1), total, f"story {index + 1}/{len(names)} {story.name} done")
     return result
 

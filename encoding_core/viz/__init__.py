@@ -3,6 +3,7 @@
 - :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 or any :class:`BrainSurface` (interactive,
   four-view PNG), glass brain;
 - :mod:`~encoding_core.viz.plots`: histograms, layer profiles, alpha choices, audio and settings pictures;
+- :mod:`~encoding_core.viz.style`: screen/projector styles, rounded colour limits, titles, region colours;
 - :mod:`~encoding_core.viz.atlas`: anatomical regions (nilearn's Destrieux atlas, when on disk).
 
 Imports only :mod:`encoding_core.common`.
@@ -10,6 +11,7 @@ Imports only :mod:`encoding_core.common`.
 
 from encoding_core.viz.surfaces import (
     FOUR_VIEWS,
+    FOUR_VIEW_WIDTH_PX,
     BrainSurface,
     HEMISPHERES,
     N_VERTICES_FSAVERAGE5,
@@ -26,8 +28,20 @@ from encoding_core.viz.surfaces import (
     thresholded_map,
     warm_up,
 )
+from encoding_core.viz.style import (
+    PROJECTOR,
+    SCREEN,
+    FigureStyle,
+    apply_style,
+    figure_style,
+    map_title,
+    nice_limit,
+    region_style,
+)
 from encoding_core.viz.plots import (
     alpha_choice_figure,
+    count_axis,
+    non_overlapping_labels,
     correlation_histogram,
     kernel_figure,
     layer_profile_figure,
@@ -40,6 +54,17 @@ from encoding_core.viz.plots import (
 )
 
 __all__ = [
+    "PROJECTOR",
+    "SCREEN",
+    "FigureStyle",
+    "apply_style",
+    "count_axis",
+    "figure_style",
+    "map_title",
+    "nice_limit",
+    "non_overlapping_labels",
+    "region_style",
+    "FOUR_VIEW_WIDTH_PX",
     "alpha_choice_figure",
     "BrainSurface",
     "FOUR_VIEWS",

@@ -31,23 +31,36 @@ def correlation_histogram(correlations: np.ndarray, significant_mask: Optional[n
     else:
         fig.add_bar(x=centers, y=np.histogram(r[finite], edges)[0], name="voxels", marker_color="#4393c3")
     fig.update_layout(barmode="stack", bargap=0, title=title, xaxis_title="r (test set)",
-                      yaxis_title="voxels", height=320, margin={"t": 40, "b": 40})
+                      yaxis=count_axis("voxels"), height=320, margin={"t": 40, "b": 40})
     return fig
 
 
+def count_axis(title: str, max_count: Optional[float] = None, **extra) -> dict:
+    """A plotly axis for counts: starts at 0, integer ticks only (a step of 1 when the counts are small)."""
+    axis = {"title": title, "rangemode": "nonnegative", "tickformat": ",d", "tick0": 0}
+    if max_count is not None and np.isfinite(max_count) and max_count <= 5:
+        axis.update(dtick=1, range=[0, max(float(max_count), 1.0) * 1.1])
+    axis.update(extra)
+    return axis
+
+
 def layer_profile_figure(layers: Sequence[int], median_r: Sequence[float], n_significant: Sequence[int],
-                         selected: Optional[int] = None):
-    """Layer profile (plotly): median r (line, left axis) and significant voxels (bars, right axis)."""
+                         selected: Optional[int] = None, *, measure: str = "median r",
+                         count_label: str = "significant voxels"):
+    """Layer profile (plotly): median r (line, left axis) and significant voxels (bars, right axis;
+    integer, non-negative counts)."""
     import plotly.graph_objects as go
 
     layers = [int(x) for x in layers]
+    counts = [max(int(c), 0) for c in n_significant]
     fig = go.Figure()
-    fig.add_bar(x=layers, y=list(n_significant), name="significant voxels", yaxis="y2",
+    fig.add_bar(x=layers, y=counts, name=count_label, yaxis="y2",
                 marker_color=["#d6604d" if layer == selected else "#f4a582" for layer in layers], opacity=0.6)
-    fig.add_scatter(x=layers, y=list(median_r), mode="lines+markers", name="median r", marker_color="#2166ac")
+    fig.add_scatter(x=layers, y=list(median_r), mode="lines+markers", name=measure, marker_color="#2166ac")
     fig.update_layout(
         title="Layer profile", xaxis={"title": "encoder layer (0-based)", "tickmode": "array", "tickvals": layers},
-        yaxis={"title": "median r"}, yaxis2={"title": "significant voxels", "overlaying": "y", "side": "right"},
+        yaxis={"title": measure},
+        yaxis2=count_axis(count_label, max(counts, default=0), overlaying="y", side="right", showgrid=False),
         height=320, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.25},
     )
     return fig
@@ -105,15 +118,43 @@ def story_timecourse_figure(names: Sequence[str], brain_data: Sequence[np.ndarra
 
 
 # --------------------------------------------------------------------------- audio
-def _word_and_tr_marks(fig, word_onsets, words, tr_times, duration_s: float, max_words: int) -> None:
+LABEL_CHAR_PX = 0.62  # width of one character of the label font, in units of the font size (sans-serif)
+
+
+def non_overlapping_labels(onsets: np.ndarray, words: Sequence[str], duration_s: float, width_px: float = 1100.0,
+                           font_size: float = 10.0, gap_px: float = 6.0) -> np.ndarray:
+    """Indices of the words whose labels can be drawn without overlapping, centred on their onsets,
+    on an axis of ``duration_s`` seconds drawn ``width_px`` pixels wide (greedy from the left: a
+    word is labelled when its label starts after the previous label ends). A label is
+    ``len(word) x 0.62 x font_size`` pixels wide; ``gap_px`` apart at least. O(n_words)."""
+    onsets = np.asarray(onsets, dtype=np.float64)
+    if onsets.size == 0 or duration_s <= 0:
+        return np.zeros(0, dtype=np.int64)
+    seconds_per_px = duration_s / float(width_px)
+    half = (np.array([len(str(w)) for w in words], dtype=np.float64) * LABEL_CHAR_PX * font_size) / 2 * seconds_per_px
+    gap = gap_px * seconds_per_px
+    order = np.argsort(onsets, kind="stable")
+    kept = []
+    right_edge = -np.inf
+    for i in order:  # one step per word of the transcript (a few thousand at most): cheap
+        if onsets[i] - half[i] >= right_edge + gap:
+            kept.append(i)
+            right_edge = onsets[i] + half[i]
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _word_and_tr_marks(fig, word_onsets, words, tr_times, duration_s: float, max_words: int,
+                       width_px: float = 1100.0, font_size: float = 10.0) -> None:
     onsets = np.asarray(word_onsets if word_onsets is not None else [], dtype=np.float64)
     if onsets.size:
-        keep = np.linspace(0, onsets.size - 1, min(onsets.size, max_words)).astype(int)
-        keep = np.unique(keep)
-        fig.add_scatter(x=onsets[keep], y=np.full(keep.size, 0.8), mode="markers+text", yaxis="y2",
-                        text=[words[i] for i in keep] if words is not None else None, textposition="top center",
+        fig.add_scatter(x=onsets, y=np.full(onsets.size, 0.8), mode="markers", yaxis="y2",
                         marker={"symbol": "line-ns-open", "size": 12, "color": "#b2182b"}, name="word onsets",
-                        textfont={"size": 9})
+                        text=list(words) if words is not None else None, hoverinfo="x+text")
+        if words is not None:
+            keep = non_overlapping_labels(onsets, words, duration_s, width_px, font_size)[:max_words]
+            fig.add_scatter(x=onsets[keep], y=np.full(keep.size, 0.86), mode="text", yaxis="y2",
+                            text=[str(words[i]) for i in keep], textposition="top center", showlegend=False,
+                            textfont={"size": font_size, "color": "#67001f"}, hoverinfo="skip", name="word labels")
     ticks = np.asarray(tr_times if tr_times is not None else [], dtype=np.float64)
     ticks = ticks[(ticks >= 0) & (ticks <= duration_s)]
     if ticks.size:
@@ -123,10 +164,12 @@ def _word_and_tr_marks(fig, word_onsets, words, tr_times, duration_s: float, max
 
 
 def waveform_figure(audio: np.ndarray, sample_rate: int, word_onsets=None, words=None, tr_times=None,
-                    max_points: int = 4000, max_words: int = 150):
+                    max_points: int = 4000, max_words: int = 150, width_px: float = 1100.0):
     """Waveform envelope (plotly) of mono ``audio`` (samples) with word onsets and TR ticks (seconds).
 
-    The signal is reduced to min/max per block so the figure stays small for long stories.
+    The signal is reduced to min/max per block so the figure stays small for long stories. Every
+    word onset is ticked; labels are thinned so that none overlaps on a plot ``width_px`` wide
+    (:func:`non_overlapping_labels`), at most ``max_words``.
     """
     import plotly.graph_objects as go
 
@@ -141,14 +184,15 @@ def waveform_figure(audio: np.ndarray, sample_rate: int, word_onsets=None, words
     fig.add_scatter(x=np.concatenate([times, times[::-1]]),
                     y=np.concatenate([padded.max(axis=1), padded.min(axis=1)[::-1]]),
                     fill="toself", mode="lines", line={"width": 0.5, "color": "#4d4d4d"}, name="waveform")
-    _word_and_tr_marks(fig, word_onsets, words, tr_times, duration, max_words)
+    _word_and_tr_marks(fig, word_onsets, words, tr_times, duration, max_words, width_px)
     fig.update_layout(xaxis_title="time (s from sound onset)", yaxis_title="amplitude", height=300,
                       margin={"t": 20, "b": 40}, legend={"orientation": "h", "y": -0.3})
     return fig
 
 
 def spectrogram_figure(audio: np.ndarray, sample_rate: int, word_onsets=None, words=None, tr_times=None,
-                       n_mels: int = 64, hop_s: float = 0.02, max_frames: int = 3000, max_words: int = 150):
+                       n_mels: int = 64, hop_s: float = 0.02, max_frames: int = 3000, max_words: int = 150,
+                       width_px: float = 1100.0):
     """Log-mel spectrogram heatmap (plotly, dB) with word onsets and TR ticks (seconds)."""
     import librosa
     import plotly.graph_objects as go
@@ -165,7 +209,7 @@ def spectrogram_figure(audio: np.ndarray, sample_rate: int, word_onsets=None, wo
     fig = go.Figure()
     fig.add_heatmap(z=db, x=times, y=np.arange(n_mels), colorscale="Viridis", colorbar={"title": "dB"},
                     name="log-mel")
-    _word_and_tr_marks(fig, word_onsets, words, tr_times, duration, max_words)
+    _word_and_tr_marks(fig, word_onsets, words, tr_times, duration, max_words, width_px)
     fig.update_layout(xaxis_title="time (s from sound onset)", yaxis_title="mel band", height=320,
                       margin={"t": 20, "b": 40}, legend={"orientation": "h", "y": -0.3})
     return fig
@@ -224,5 +268,5 @@ def length_preview_figure(rows: Sequence[dict]):
                 marker_color=["#4393c3" if r["match"] else "#d7301f" for r in rows])
     fig.add_bar(x=stories, y=[r["targets"] for r in rows], name="targets (TRs)",
                 marker_color=["#92c5de" if r["match"] else "#fc8d59" for r in rows])
-    fig.update_layout(barmode="group", height=280, margin={"t": 20, "b": 40}, yaxis_title="TRs after trimming")
+    fig.update_layout(barmode="group", height=280, margin={"t": 20, "b": 40}, yaxis=count_axis("TRs after trimming"))
     return fig

@@ -51,8 +51,9 @@ def test_demo_to_results_flow(tmp_path, tmp_path_factory, monkeypatch):
 
     # Audio: the demo brings its own files
     _page(at, "audio")
-    paths = at.dataframe[0].value["audio"].tolist()
+    paths = at.dataframe[0].value["file"].tolist()
     assert len(paths) == 3 and all(Path(p).is_file() for p in paths)
+    assert set(at.dataframe[0].value["status"]) == {"found"}  # checked like a mapped folder
 
     # Model: two layers, a coarse stride
     _page(at, "model")

@@ -155,7 +155,7 @@ def test_setup_flags_trimming_mismatch_and_train_refuses(studio):
     assert "distinct whole numbers" in texts(at.error)
     # the trimming survives a page switch and blocks training
     open_page(at, "train")
-    assert at.button(key="start_train").disabled and at.button(key="start_sweep").disabled
+    assert all(b.disabled for b in at.button if b.key in ("start_train", "start_sweep"))
     assert "trimmed lengths differ" in texts(at.warning)
     assert "no audio" in texts(at.warning)
     open_page(at, "setup")
@@ -193,7 +193,9 @@ def test_results_page_maps_profile_compare_and_downloads(studio):
     open_page(at, "results")
     assert not at.error
     specs = plotly_specs(at)
-    assert {"layer_profile", "surface_map", "histogram", "difference_map"} <= set(specs)
+    assert {"layer_profile", "surface_map", "histogram"} <= set(specs) and "difference_map" not in specs
+    at.toggle(key="compare_show").set_value(True).run()  # the second brain map only on request
+    assert "difference_map" in plotly_specs(at)
     from encoding_core.experiment.runstore import RunStore
 
     shown_run = at.selectbox(key="run_pick").value
@@ -202,8 +204,8 @@ def test_results_page_maps_profile_compare_and_downloads(studio):
     line = [t for t in specs["layer_profile"]["data"] if t["type"] == "scatter"][0]
     np.testing.assert_allclose(as_array(line["y"]), medians, rtol=1e-6)
     assert at.selectbox(key="layer_pick").value == int(np.argmax(medians))
-    mesh = [t for t in specs["surface_map"]["data"] if t["type"] == "mesh3d" and len(as_array(t["x"])) == 10242]
-    assert len(mesh) == 1
+    mesh = [t for t in specs["surface_map"]["data"] if t["type"] == "mesh3d" and len(as_array(t["x"])) == 2562]
+    assert len(mesh) == 1  # the interactive view's coarser mesh (fsaverage4's vertices)
     png_button = at.get("download_button")[0]
     assert png_button.proto.label.startswith("Download the four-view PNG")
     assert png_button.proto.deferred_file_id and not png_button.proto.url  # drawn only when clicked
@@ -225,5 +227,7 @@ def test_results_page_marks_simulated_runs(studio):
     open_page(at, "results")
     assert "SIMULATED RUN" in texts(at.main.warning)
     specs = plotly_specs(at)
-    assert any(t["type"] == "scatter3d" and t["name"].startswith("planted") for t in specs["surface_map"]["data"])
+    outlines = [t["name"] for t in specs["surface_map"]["data"] if t["type"] == "scatter3d"]
+    assert outlines and not any(name.startswith("mask_") for name in outlines)  # readable labels, one each
+    assert len(outlines) == len(set(outlines))
     assert "layer_profile" not in specs  # one layer: no profile

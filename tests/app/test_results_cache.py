@@ -54,6 +54,7 @@ def test_map_follows_thresholds_and_downloads_are_deferred(studio, deferred, mon
     at = new_app()
     at.run()
     open_page(at, "results")
+    at.toggle(key="full_mesh").set_value(True).run()  # every vertex, to compare with a full figure
     at.selectbox(key="layer_pick").set_value(1).run()
     at.checkbox(key="sig_only").uncheck().run()
     at.slider(key="min_r").set_value(0.25).run()

@@ -60,6 +60,7 @@ def test_results_draws_a_subject_surface_map_on_the_subjects_cortex(studio, fsav
     open_page(at, "results")
     assert not at.error
     assert "S01's cortex (inflated)" in texts(at.caption) and "S01_auto" in texts(at.caption)
+    at.toggle(key="full_mesh").set_value(True).run()  # every vertex, to compare with nilearn's projection
     at.slider(key="min_r").set_value(0.2).run()
     figure = plotly_specs(at)["surface_map"]
     inflated = nibabel.load(folder / "surfaces" / "inflated_lh.gii").darrays[0].data
@@ -120,6 +121,8 @@ def test_results_draws_an_mni_volume_on_fsaverage5(studio, mni4, fsaverage5):
     open_page(at, "results")
     assert not at.error
     assert "fsaverage5 (projected from MNI152)" in texts(at.caption)
+    _mesh(plotly_specs(at)["surface_map"], 2562)  # the interactive view: one vertex in four by default
+    at.toggle(key="full_mesh").set_value(True).run()
     mesh = _mesh(plotly_specs(at)["surface_map"], 10242)
     np.testing.assert_allclose(as_array(mesh["x"]), np.asarray(fsaverage5["inflated"].parts["left"].coordinates)[:, 0],
                                rtol=1e-6)

@@ -96,7 +96,7 @@ def test_region_legend_sits_below_the_brain_clear_of_the_colour_bar():
     assert layout.margin.b > 0  # room under the brain for the legend
     # no regions: no legend settings needed, the layout stays compact
     plain = viz.surface_figure(values, hemi="left")
-    assert not any(t.showlegend for t in plain.data) and plain.layout.height == 420
+    assert not any(t.showlegend for t in plain.data) and plain.layout.height == 440
 
 
 def test_four_view_png_is_an_image():

@@ -130,3 +130,51 @@ def test_map_audio_pattern_and_overrides(tmp_path):
         map_audio(assembly, tmp_path, pattern="{name}.wav")
     with pytest.raises(InputError, match="does not exist"):
         map_audio(assembly, tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- the duration check
+def test_audio_fit_accepts_a_scan_tail_and_refuses_the_wrong_story():
+    from encoding_core.assembly.audio import MAX_SCAN_TAIL_S, audio_fit
+
+    # the demo: the scan goes on 10-12 s after each story's sound (HRF tail)
+    assert audio_fit(81.19, 92.0, 2.0, last_word_end_s=80.19)[0] == "found"
+    # LeBel-like: the TRs span the sound within one TR
+    assert audio_fit(19.0, 20.0, 2.0)[0] == "found"
+    # a longer story's file: the sound would outlast the scan
+    status, message = audio_fit(99.6, 92.0, 2.0, last_word_end_s=80.19)
+    assert status == "mismatch" and "outlast the scan" in message
+    # a shorter story's file: it ends before the transcript does
+    status, message = audio_fit(81.19, 110.0, 2.0, last_word_end_s=98.63)
+    assert status == "mismatch" and "last word ends at 98.6 s" in message
+    # no transcript, but far more scan than any response lasts
+    status, message = audio_fit(50.0, 50.0 + MAX_SCAN_TAIL_S + 1, 2.0)
+    assert status == "mismatch" and "after the sound" in message
+    # boundaries, by hand: one TR over, and exactly the allowed tail
+    assert audio_fit(22.0, 20.0, 2.0)[0] == "found" and audio_fit(22.01, 20.0, 2.0)[0] == "mismatch"
+    assert audio_fit(30.0, 30.0 + MAX_SCAN_TAIL_S, 2.0)[0] == "found"
+
+
+def test_overrides_and_own_paths_are_checked_like_a_folder(tmp_path):
+    from encoding_core.assembly.audio import check_story_audio
+
+    words = [f"w{i}" for i in range(10)]
+    onsets = np.linspace(0.5, 38.0, 10)
+    story = Story("s", np.zeros((25, 2)), np.arange(25) * 2.0, words, onsets, onsets + 0.4)  # span 50 s
+    assembly = Assembly("S1", 2.0, [story])
+    good, short = tmp_path / "good.wav", tmp_path / "short.wav"
+    soundfile.write(good, np.zeros(8000 * 40), 8000)       # 40 s: 10 s of scan after the sound
+    soundfile.write(short, np.zeros(8000 * 20), 8000)      # ends before the transcript
+    renamed = tmp_path / "notes.h5"
+    renamed.write_text("a text file renamed .h5")
+    assert check_story_audio(story, good, 2.0).status == "found"
+    assert check_story_audio(story, short, 2.0).status == "mismatch"
+    unreadable = check_story_audio(story, renamed, 2.0)
+    assert unreadable.status == "unreadable" and "notes.h5" in unreadable.message
+    assert check_story_audio(story, tmp_path / "nope.wav", 2.0).status == "missing"
+    # no folder: the stories' own paths, checked the same way
+    story.audio_path = str(short)
+    assert [m.status for m in map_audio(assembly, None)] == ["mismatch"]
+    story.audio_path = None
+    assert [m.status for m in map_audio(assembly, "")] == ["missing"]
+    # an override without a folder is used as given
+    assert [m.status for m in map_audio(assembly, None, overrides={"s": str(good)})] == ["found"]
