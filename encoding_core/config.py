@@ -25,8 +25,13 @@ FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story",
 MODES = ("train_test", "cv")
 TR_TIME_CONVENTIONS = ("midpoint", "onset")
 """LeBel TR times: ``midpoint`` (onset + TR/2, the reference's) or ``onset``."""
-MODALITIES = ("speech", "wordrate", "embeddings", "language_model", "custom")
-"""Feature modalities: the reference's four and ``custom`` (your arrays per story)."""
+MODALITIES = ("speech", "wordrate", "embeddings", "language_model", "custom", "phonemerate", "envelope", "logmel")
+"""Feature modalities: the reference's four, ``custom`` (your arrays per story) and the baseline
+spaces ``phonemerate`` (phones per TR), ``envelope`` (RMS per TR) and ``logmel`` (log-mel bands)."""
+AUDIO_MODALITIES = ("speech", "envelope", "logmel")
+"""Modalities that read the story's audio."""
+SINGLE_LAYER_MODALITIES = ("wordrate", "embeddings", "custom", "phonemerate", "envelope", "logmel")
+"""Modalities with one feature set ("layer 0")."""
 OOV_HANDLING = ("zero", "copy_prev", "skip", "error")
 CONTEXT_TYPES = ("fullcontext", "nocontext", "halfcontext")
 
@@ -68,8 +73,10 @@ class FeatureConfig:
     modality: ``speech`` (the settings above), ``wordrate`` (words per TR), ``embeddings``
     (static word vectors from ``vector_path``; ``lowercase``, ``oov_handling``),
     ``language_model`` (a causal LM ``model_name``; ``lookback`` tokens of context,
-    ``last_token`` or mean, ``context_type``) or ``custom`` (``custom_path``: a folder of
-    ``<story>.npz`` with ``features`` and ``times``).
+    ``last_token`` or mean, ``context_type``), ``custom`` (``custom_path``: a folder of
+    ``<story>.npz`` with ``features`` and ``times``), or a baseline space: ``phonemerate``
+    (``textgrid_dir`` of ``<story>.TextGrid``, ``phone_tier``; filled in for a LeBel folder),
+    ``envelope`` (RMS per TR) or ``logmel`` (``n_mels`` bands), see ``features.baseline``.
     """
 
     model_name: str = DEFAULT_MODEL
@@ -91,6 +98,9 @@ class FeatureConfig:
     last_token: bool = True
     context_type: str = "fullcontext"
     custom_path: str = ""
+    textgrid_dir: str = ""
+    phone_tier: str = ""
+    n_mels: int = 32
 
 
 @dataclass
@@ -190,6 +200,8 @@ class ExperimentConfig:
         _check(isinstance(f.lookback, int) and f.lookback >= 1, "features.lookback must be a positive number of tokens.")
         _check(f.modality != "embeddings" or bool(f.vector_path.strip()),
                "features.modality = \"embeddings\" needs features.vector_path (a word2vec or GloVe file).")
+        _check(isinstance(f.n_mels, int) and not isinstance(f.n_mels, bool) and 1 <= f.n_mels <= 256,
+               f"features.n_mels must be a number of mel bands between 1 and 256 (e.g. 32), got {f.n_mels!r}.")
         _check(f.modality != "custom" or bool(f.custom_path.strip()),
                "features.modality = \"custom\" needs features.custom_path (a folder of <story>.npz files).")
         if isinstance(self.layers, str):

@@ -48,7 +48,8 @@ from encoding_core.features.models import model_facts
 logger = logging.getLogger(__name__)
 
 MODALITY_LABELS = {"speech": "Speech model", "wordrate": "Word rate", "embeddings": "Word embeddings",
-                   "language_model": "Language model", "custom": "Custom arrays"}
+                   "language_model": "Language model", "custom": "Custom arrays", "phonemerate": "Phoneme rate",
+                   "envelope": "Audio envelope", "logmel": "Log-mel spectrogram"}
 """How the app names each feature modality."""
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
 import numpy as np
 
 from encoding_core.assembly.data_model import Assembly, Story
-from encoding_core.config import ExperimentConfig
+from encoding_core.config import AUDIO_MODALITIES, SINGLE_LAYER_MODALITIES, ExperimentConfig
 from encoding_core.common.errors import AudioError, ConfigError, JobCancelled
 from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel, null_progress
 from encoding_core.common.storage import check_writable
@@ -135,8 +135,21 @@ def extractor_feature_source(config: ExperimentConfig) -> FeatureSource:
     from encoding_core.features.factory import FeatureExtractorFactory
 
     modality = config.features.modality
-    extractor = FeatureExtractorFactory.create_extractor(modality, config=config.features, cache_dir=config.cache_dir)
+    features = with_default_textgrids(config.features, config.assembly.path)
+    extractor = FeatureExtractorFactory.create_extractor(modality, config=features, cache_dir=config.cache_dir)
     return extractor_as_source(extractor) if modality == "speech" else story_source(extractor)
+
+
+def with_default_textgrids(features: Any, assembly_path: str) -> Any:
+    """``features`` with ``textgrid_dir`` filled in for the phoneme rate of a LeBel folder
+    (``<root>/derivative(s)/TextGrids``) when it is empty; otherwise unchanged."""
+    import dataclasses
+
+    if features.modality != "phonemerate" or features.textgrid_dir or not Path(assembly_path).is_dir():
+        return features
+    from encoding_core.assembly.lebel import TEXTGRID_FOLDER, lebel_derivatives_dir
+
+    return dataclasses.replace(features, textgrid_dir=str(lebel_derivatives_dir(assembly_path) / TEXTGRID_FOLDER))
 
 
 def story_source(extractor: Any, **options: Any) -> FeatureSource:
@@ -473,7 +486,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         targets = prepare_targets(assembly, config)
         check_statistics_settings(targets, config)
     with timer("audio"):
-        if config.features.modality == "speech" and (
+        if config.features.modality in AUDIO_MODALITIES and (
                 feature_source is None or config.assembly.audio_dir or config.assembly.audio_overrides):
             attach_audio(assembly, config, progress)  # the other modalities read words or arrays, not audio
     check_cancel(cancel)
@@ -481,7 +494,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         source = feature_source or extractor_feature_source(config)
         story_features = extract_all_features(assembly, source, progress, cancel)
     n_layers = min(int(f.n_layers) for f in story_features.values())
-    if n_layers == 1 and config.features.modality in ("wordrate", "embeddings", "custom"):
+    if n_layers == 1 and config.features.modality in SINGLE_LAYER_MODALITIES:
         layers = [0]  # a modality without layers: its one feature set is "layer 0"
     else:
         layers = resolve_layers(config.layers, n_layers)
