@@ -92,6 +92,21 @@ def summary_table(run: Any) -> str:
     return "\n".join(lines)
 
 
+def partition_table(run: Any) -> str:
+    """Plain-text variance partition of a joint feature-space run: median r² and negative voxels per map."""
+    import numpy as np
+
+    metrics, arrays = run.metrics(0), run.arrays(0)
+    negative = metrics.get("n_negative", {})
+    header = f"{'map':<28}  {'median r2':>9}  {'mean r2':>9}  {'negative voxels (kept)':>22}"
+    lines = ["variance partition on the test story (r2):", header, "-" * len(header)]
+    for name in [*negative]:
+        values = np.asarray(arrays[name], dtype=np.float64)
+        lines.append(f"{name:<28}  {_format(float(np.nanmedian(values))):>9}  {_format(float(np.nanmean(values))):>9}  "
+                     f"{negative[name]:>22}")
+    return "\n".join(lines)
+
+
 def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None) -> int:
     from encoding_core.experiment.pipeline import run_experiment
     from encoding_core.common.progress import TqdmProgress
@@ -113,12 +128,18 @@ def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None)
     if run.simulated:
         print("SIMULATED data (not a real brain).")
     print(summary_table(run))
+    if config.feature_spaces and config.banded.mode == "joint":
+        print(partition_table(run))
     print(f"run {run_id}: {run.path}")
     return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _load_config(args)
+    if config.feature_spaces:  # one banded / variance-partitioning fit; each space names its own layer
+        if args.layer is not None:
+            raise ConfigError(f"{args.config} has [[feature_spaces]]: each space gives its own layer; drop --layer.")
+        return _run(config.validate(), args.quiet)
     if args.layer is not None:
         config.layers = [args.layer]
     if config.layers == "all" or len(config.layers) != 1:
