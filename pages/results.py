@@ -23,9 +23,12 @@ from encoding_core.studio import (
     ceiling_target_caption,
     glass_brain_allowed,
     ground_truth_maps,
+    is_partition_run,
     layer_profile,
     map_surface,
     no_map_reason,
+    partition_map_labels,
+    partition_region_rows,
     per_voxel_csv,
     per_voxel_npz,
 )
@@ -118,6 +121,18 @@ def _glass_brain_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, 
     shown, _, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     space = _load_run(results_dir, run_id).space()
     return viz.glass_brain_png(np.nan_to_num(shown), space.mask, space.affine, title=f"{title} · glass brain")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _partition_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, name: str, label: str,
+                      hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
+    """The surface map of one variance-partition map (r², negatives shown) as a figure dict."""
+    surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
+    values = surface_map.to_vertices(_layer_arrays(results_dir, run_id, stamp, layer)[name])
+    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    return viz.surface_figure(values, hemi=hemi, view=view, vmax=vmax or 1.0, title=f"{run_id} · {label} (r²)",
+                              regions=_planted_regions() if with_regions else None,
+                              surface=surface_map.surface).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -256,6 +271,29 @@ elif not map_failed:
     st.info(f"{no_map_text} The histogram and layer profile below still apply.")
 
 st.plotly_chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
+
+if is_partition_run(m):
+    st.subheader("Variance partition")
+    partition_labels = partition_map_labels(m)
+    negatives = m.get("n_negative", {})
+    st.caption("r² on the test story from the joint banded model and every subset model (inclusion–exclusion). "
+               "Negative estimates are kept, not clipped: " + "; ".join(
+                   f"{partition_labels.get(k, k)}: {v:,} voxels" for k, v in negatives.items()) + ".")
+    partition_pick = st.radio("Partition map", list(partition_labels), format_func=lambda k: partition_labels[k],
+                              horizontal=True, key="partition_map")
+    if surface_map is not None and hemi and view:
+        with st.spinner("Drawing the partition map ..."):
+            st.plotly_chart(_partition_figure(results_dir, run_id, stamp, cache_dir, layer, partition_pick,
+                                              partition_labels[partition_pick], hemi, view,
+                                              simulated and not surface_map.projected), key="partition_surface")
+    planted = _planted_regions() if simulated else {}
+    region_rows = partition_region_rows(a, m, planted)
+    if region_rows:
+        st.caption("Per planted region of the SIMULATED demo (the regions outlined on the maps).")
+    else:
+        region_rows = partition_region_rows(a, m, {"all voxels": np.ones(a["joint_r2"].shape, dtype=bool),
+                                                   "joint r² > 0": a["joint_r2"] > 0})
+    st.plotly_chart(viz.partition_bar_figure(region_rows, partition_labels), key="partition_bars")
 
 st.subheader("Compare with another run")
 others = [i for i in ids if i != run_id]

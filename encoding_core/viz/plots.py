@@ -35,6 +35,26 @@ def correlation_histogram(correlations: np.ndarray, significant_mask: Optional[n
     return fig
 
 
+def partition_bar_figure(rows: Sequence[dict], labels: dict, title: str = "Variance partition per region"):
+    """Stacked bars (plotly): per region (``rows[i]["region"]``), the mean r² of each partition map
+    (``labels``: {map key: legend label}; the key ``joint_r2`` is drawn as a marker, not a bar).
+    Negative means stack below zero, as plotly's relative bar mode does: they are shown, not clipped."""
+    import plotly.graph_objects as go
+
+    regions = [row["region"] for row in rows]
+    fig = go.Figure()
+    for key, label in labels.items():
+        if key == "joint_r2":
+            continue
+        fig.add_bar(x=regions, y=[row.get(key, np.nan) for row in rows], name=label)
+    if "joint_r2" in labels:
+        fig.add_scatter(x=regions, y=[row.get("joint_r2", np.nan) for row in rows], mode="markers",
+                        marker={"symbol": "diamond", "size": 10, "color": "black"}, name=labels["joint_r2"])
+    fig.update_layout(barmode="relative", title=title, yaxis_title="mean r² (test story)", height=360,
+                      margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
 def layer_profile_figure(layers: Sequence[int], median_r: Sequence[float], n_significant: Sequence[int],
                          selected: Optional[int] = None):
     """Layer profile (plotly): median r (line, left axis) and significant voxels (bars, right axis)."""
