@@ -401,6 +401,15 @@ def partition_map_labels(metrics: Mapping[str, Any]) -> dict[str, str]:
     return labels
 
 
+def demo_region_masks() -> dict[str, np.ndarray]:
+    """{region label: (20484,) bool} of the SIMULATED demo's planted regions on fsaverage5."""
+    from encoding_core.demo.simulate import DEMO_REGIONS
+
+    truth = ground_truth_maps()
+    return {region.label: np.asarray(truth[f"mask_{key}"], dtype=bool) for key, region in DEMO_REGIONS.items()
+            if f"mask_{key}" in truth}
+
+
 def partition_region_rows(arrays: Mapping[str, np.ndarray], metrics: Mapping[str, Any],
                           regions: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """Mean r² of each partition map over each region (bool mask over the run's voxels), one row per region
@@ -449,7 +458,7 @@ def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 __all__ = [
     "BANDED_MODES", "BASELINE_SPACES", "build_feature_spaces", "feature_space_choices", "FeatureSpaceConfig",
-    "is_partition_run", "MODEL_SPACE", "partition_map_labels", "partition_region_rows",
+    "demo_region_masks", "is_partition_run", "MODEL_SPACE", "partition_map_labels", "partition_region_rows",
     "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption",
     "check_lebel_folder", "check_upload_size", "ChecklistStep", "clear_cache", "CONTEXT_TYPES",
     "copy_assembly", "custom_feature_files", "DataCheckReport", "DEFAULT_MODEL", "demo_config",

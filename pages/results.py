@@ -21,6 +21,7 @@ from encoding_core.studio import (
     EncodingCoreError,
     RunStore,
     ceiling_target_caption,
+    demo_region_masks,
     glass_brain_allowed,
     ground_truth_maps,
     is_partition_run,
@@ -72,6 +73,11 @@ def _surface_map(results_dir: str, run_id: str, stamp: str, cache_dir: str):
 def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict[str, np.ndarray]:
     """The per-voxel arrays of one layer, each ``(n_voxels,)``."""
     return _load_run(results_dir, run_id).arrays(layer)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _demo_region_masks() -> dict[str, np.ndarray]:
+    return demo_region_masks()
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
@@ -286,8 +292,7 @@ if is_partition_run(m):
             st.plotly_chart(_partition_figure(results_dir, run_id, stamp, cache_dir, layer, partition_pick,
                                               partition_labels[partition_pick], hemi, view,
                                               simulated and not surface_map.projected), key="partition_surface")
-    planted = _planted_regions() if simulated else {}
-    region_rows = partition_region_rows(a, m, planted)
+    region_rows = partition_region_rows(a, m, _demo_region_masks()) if simulated else []
     if region_rows:
         st.caption("Per planted region of the SIMULATED demo (the regions outlined on the maps).")
     else:

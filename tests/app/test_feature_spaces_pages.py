@@ -10,7 +10,7 @@ from app_helpers import N_FSAVERAGE5, as_array, inject_assembly, new_app, open_p
 
 from encoding_core import viz
 from encoding_core.config import ExperimentConfig, FeatureConfig, FeatureSpaceConfig
-from encoding_core.demo.simulate import ground_truth_maps
+from encoding_core.demo.simulate import DEMO_REGIONS, ground_truth_maps
 from encoding_core.experiment.runstore import RunStore
 
 
@@ -45,7 +45,8 @@ def _partition_run(results_dir) -> tuple[str, dict]:
     from encoding_core.assembly import Space
 
     rng = np.random.default_rng(0)
-    regions = {name: np.asarray(values) > 0 for name, values in ground_truth_maps().items()}
+    truth = ground_truth_maps()
+    regions = {region.label: truth[f"mask_{key}"] for key, region in DEMO_REGIONS.items()}  # the planted regions
     unique_a = rng.normal(0.0, 0.01, N_FSAVERAGE5)
     unique_b = rng.normal(0.0, 0.01, N_FSAVERAGE5)
     unique_a[next(iter(regions.values()))] += 0.2
