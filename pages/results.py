@@ -197,7 +197,8 @@ if simulated:
 profile = layer_profile(metrics)
 best_layer = profile["layers"][int(np.nanargmax(profile["median_r"]))]
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
-                     format_func=lambda x: f"layer {x}" + (" (best median r)" if x == best_layer else ""))
+                     format_func=lambda x: (f"space {metrics[x]['feature_space']}" if "feature_space" in metrics[x]
+                                            else f"layer {x}") + (" (best median r)" if x == best_layer else ""))
 try:
     a = _layer_arrays(results_dir, run_id, stamp, layer)
 except EncodingCoreError as exc:

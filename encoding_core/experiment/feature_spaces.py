@@ -89,7 +89,7 @@ def _joint(prepared: Sequence[Any], targets: Any, config: ExperimentConfig, name
     n_negative: dict[str, int] = {}
     if len(names) <= 3:
         partition = variance_partitioning(train, Y_train, test, Y_test, folds, list(ridge.alphas), names=names,
-                                          stacked=banded.stacked, keep_fits=True, **options)
+                                          stacked=banded.stacked, keep_joint=True, **options)
         joint = partition.fits[tuple(names)]
         for key, map_name in partition_map_names(names).items():
             arrays[map_name] = partition.regions[key].astype(np.float32)

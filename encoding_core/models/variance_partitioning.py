@@ -130,7 +130,8 @@ def partition_regions(subset_r2: dict, names: Sequence[str]) -> dict:
 
 def variance_partitioning(train_spaces: Sequence[Any], Y_train: Any, test_spaces: Sequence[Any], Y_test: Any,
                           folds: Sequence[tuple[Any, Any]], alphas: Any, *, names: Optional[Sequence[str]] = None,
-                          stacked: bool = False, keep_fits: bool = False, **fit_options: Any) -> VariancePartition:
+                          stacked: bool = False, keep_fits: bool = False, keep_joint: bool = False,
+                          **fit_options: Any) -> VariancePartition:
     """Unique and shared variance per voxel from the joint model and every subset model.
 
     train_spaces / test_spaces: lists of (n_train, p_i) / (n_test, p_i) features, 2 or 3 spaces
@@ -138,7 +139,9 @@ def variance_partitioning(train_spaces: Sequence[Any], Y_train: Any, test_spaces
     folds over the training rows; alphas: the grid for every model (reference units).
     ``fit_options`` go to :func:`banded_ridge.banded_ridge_nested_cv` (``normalpha``, ``search``,
     ``grid_steps``, ``memory_budget_gb``, ...); the gamma candidates are chosen per subset size.
-    ``stacked=True`` adds the stacked-regression estimate (module docstring).
+    ``stacked=True`` adds the stacked-regression estimate (module docstring). ``keep_fits`` keeps
+    every subset model in ``fits``; ``keep_joint`` only the joint one (memory: one (p, v) weight
+    matrix instead of 2^m - 1).
     """
     train_xs = _as_space_list(train_spaces, "train_spaces")
     test_xs = _as_space_list(test_spaces, "test_spaces")
@@ -172,7 +175,7 @@ def variance_partitioning(train_spaces: Sequence[Any], Y_train: Any, test_spaces
         if len(key) == n_spaces:
             split = split_r2_score(y_test64, parts)
         del parts
-        if keep_fits or (stacked and len(key) == 1):
+        if keep_fits or (stacked and len(key) == 1) or (keep_joint and len(key) == n_spaces):
             fits[key] = fit
         del fit
     regions = partition_regions(subset_r2, names)
@@ -185,7 +188,7 @@ def variance_partitioning(train_spaces: Sequence[Any], Y_train: Any, test_spaces
         stack = _stacked_estimate(singles, train_xs, Y_train, test_xs, y_test64, folds,
                                   normalpha=fit_options.get("normalpha", True))
         if not keep_fits:
-            fits = {}
+            fits = {key: fit for key, fit in fits.items() if keep_joint and len(key) == n_spaces}
     return VariancePartition(names=names, subset_r2=subset_r2, regions=regions, n_negative=n_negative,
                              split_r2=split, stacked=stack, fits=fits)
 

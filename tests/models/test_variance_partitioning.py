@@ -182,3 +182,12 @@ def test_bad_inputs():
         variance_partitioning(train, y_train, test, y_test, folds, ALPHAS, names=("A", "A"))
     with pytest.raises(InputError, match="Y_test"):
         variance_partitioning(train, y_train, test, y_test[:, :2], folds, ALPHAS)
+
+
+def test_keep_joint_keeps_only_the_joint_model(two_space):
+    full, train, y_train, test, y_test, _ = two_space
+    folds = make_folds(len(y_train), "chunked", 5, chunk_length=20, seed=0)
+    result = variance_partitioning(train, y_train, test, y_test, folds, ALPHAS, names=("A", "B"), keep_joint=True)
+    assert list(result.fits) == [("A", "B")]
+    np.testing.assert_array_equal(result.fits[("A", "B")].weights, full.fits[("A", "B")].weights)
+    np.testing.assert_allclose(result.joint_r2, full.joint_r2, atol=1e-12)
