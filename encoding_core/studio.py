@@ -39,6 +39,7 @@ from encoding_core.demo.preset import demo_config
 from encoding_core.demo.simulate import ground_truth_maps
 from encoding_core.downsample.downsampling import downsample_kernel
 from encoding_core.experiment.distributed import parse_scheduler
+from encoding_core.experiment.comparison import comparison_matrix, comparison_table, list_groups
 from encoding_core.experiment.export import experiment_to_script
 from encoding_core.experiment.jobs import JobManager
 from encoding_core.experiment.runstore import RunStore
@@ -458,7 +459,7 @@ def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 __all__ = [
     "BANDED_MODES", "BASELINE_SPACES", "build_feature_spaces", "feature_space_choices", "FeatureSpaceConfig",
-    "demo_region_masks", "is_partition_run", "MODEL_SPACE", "partition_map_labels", "partition_region_rows",
+    "comparison_matrix", "comparison_table", "list_groups", "demo_region_masks", "is_partition_run", "MODEL_SPACE", "partition_map_labels", "partition_region_rows",
     "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption",
     "check_lebel_folder", "check_upload_size", "ChecklistStep", "clear_cache", "CONTEXT_TYPES",
     "copy_assembly", "custom_feature_files", "DataCheckReport", "DEFAULT_MODEL", "demo_config",

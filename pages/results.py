@@ -21,11 +21,14 @@ from encoding_core.studio import (
     EncodingCoreError,
     RunStore,
     ceiling_target_caption,
+    comparison_matrix,
+    comparison_table,
     demo_region_masks,
     glass_brain_allowed,
     ground_truth_maps,
     is_partition_run,
     layer_profile,
+    list_groups,
     map_surface,
     no_map_reason,
     partition_map_labels,
@@ -327,6 +330,26 @@ else:
             figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp, o_layer,
                                         hemi, view)
             st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
+
+groups = [g for g in list_groups(results_dir) if all(r in by_id for r in g.get("runs", {}).values())]
+if groups:
+    st.subheader("Model × layer comparison")
+    group = st.selectbox("Run group", groups, key="group_pick",
+                         format_func=lambda g: f"{g['group_id']} · {g.get('name', '')} · {len(g['models'])} models")
+    with common.user_errors("Reading the run group"):
+        group_rows = comparison_table(results_dir, group["group_id"])
+        models, group_layers, matrix = comparison_matrix(group_rows)
+        st.plotly_chart(viz.model_layer_heatmap(models, group_layers, matrix), key="model_layer_heatmap")
+        st.dataframe(group_rows, hide_index=True, height=200)
+        cells = [f"{row['model']} · layer {row['layer']}" for row in group_rows]
+
+        def _open_cell(rows: list = group_rows, labels: list = cells) -> None:
+            row = rows[labels.index(st.session_state["group_cell"])]
+            st.session_state[common.RUN_KEY] = st.session_state["run_pick"] = row["run_id"]
+            st.session_state["layer_pick"] = row["layer"]
+
+        st.selectbox("Show the map of a cell", cells, index=None, key="group_cell", on_change=_open_cell,
+                     placeholder="model · layer", help="Switches this page to that run and layer.")
 
 st.subheader("Downloads")
 c = st.columns(3)

@@ -97,3 +97,30 @@ def comparison_table(results_dir: Union[str, Path], group_id: str,
                 row[f"median_r_{name}"] = float(np.nanmedian(r[mask])) if mask.any() else float("nan")
             rows.append(row)
     return rows
+
+
+def list_groups(results_dir: Union[str, Path]) -> list[dict]:
+    """Every run-group record under ``results_dir`` (newest first); unreadable files are skipped."""
+    folder = Path(results_dir).expanduser() / GROUPS_FOLDER
+    if not folder.is_dir():
+        return []
+    records = []
+    for path in folder.glob("group-*.json"):
+        if not GROUP_ID_PATTERN.fullmatch(path.stem):
+            continue
+        try:
+            records.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return sorted(records, key=lambda r: (str(r.get("created", "")), str(r.get("group_id", ""))), reverse=True)
+
+
+def comparison_matrix(rows: Sequence[Mapping[str, Any]], value: str = "median_r") -> tuple[list, list, np.ndarray]:
+    """(models, layers, (n_models, n_layers) float64) of a :func:`comparison_table`; NaN where a model
+    has no such layer."""
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    layers = sorted({int(row["layer"]) for row in rows})
+    matrix = np.full((len(models), len(layers)), np.nan)
+    for row in rows:
+        matrix[models.index(row["model"]), layers.index(int(row["layer"]))] = float(row[value])
+    return models, layers, matrix

@@ -35,6 +35,20 @@ def correlation_histogram(correlations: np.ndarray, significant_mask: Optional[n
     return fig
 
 
+def model_layer_heatmap(models: Sequence[str], layers: Sequence[int], values: np.ndarray,
+                        title: str = "Median test r by model and layer", colorbar: str = "median r"):
+    """Heat-map (plotly) of ``values`` (n_models, n_layers); NaN cells (a model without that layer) stay empty."""
+    import plotly.graph_objects as go
+
+    z = np.asarray(values, dtype=np.float64)
+    short = [str(m)[-32:] for m in models]
+    fig = go.Figure(go.Heatmap(z=z, x=[str(l) for l in layers], y=short, colorscale="Viridis",
+                               colorbar={"title": colorbar}, hovertemplate="%{y}, layer %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="model", height=120 + 40 * len(models),
+                      margin={"t": 40, "b": 40})
+    return fig
+
+
 def partition_bar_figure(rows: Sequence[dict], labels: dict, title: str = "Variance partition per region"):
     """Stacked bars (plotly): per region (``rows[i]["region"]``), the mean r² of each partition map
     (``labels``: {map key: legend label}; the key ``joint_r2`` is drawn as a marker, not a bar).

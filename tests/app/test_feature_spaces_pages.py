@@ -104,3 +104,28 @@ def test_results_shows_partition_maps_and_region_bars(studio):
     radio.set_value("unique_words").run()
     assert not at.exception
     assert vertex_colours(plotly_specs(at)["partition_surface"]) == reference_colours(truth["maps"]["unique_words"])
+
+
+def test_results_model_layer_heatmap_opens_a_cell(studio):
+    import json as _json
+
+    from app_helpers import make_run
+
+    results = studio / "results"
+    first, second = make_run(results, seed=1, layers=(0, 1, 2)), make_run(results, seed=2, layers=(0, 1))
+    (results / "groups").mkdir()
+    group = {"group_id": "group-20261201-120000-abcdef", "kind": "model_x_layer", "name": "cmp",
+             "created": "2026-12-01T12:00:00+00:00", "models": ["m1", "m2"], "runs": {"m1": first, "m2": second}}
+    (results / "groups" / "group-20261201-120000-abcdef.json").write_text(_json.dumps(group))
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+    heatmap = plotly_specs(at)["model_layer_heatmap"]["data"][0]
+    z = np.array(heatmap["z"], dtype=float) if not isinstance(heatmap["z"], dict) else as_array(heatmap["z"])
+    store = RunStore(results)
+    expected = [[np.median(store.load(run).arrays(layer)["correlations"]) if layer in store.load(run).layers
+                 else np.nan for layer in (0, 1, 2)] for run in (first, second)]
+    np.testing.assert_allclose(z.reshape(2, 3), expected, rtol=1e-6)
+    at.selectbox(key="group_cell").set_value("m2 · layer 1").run()
+    assert not at.exception
+    assert at.selectbox(key="run_pick").value == second and at.selectbox(key="layer_pick").value == 1
