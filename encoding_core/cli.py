@@ -92,8 +92,14 @@ def summary_table(run: Any) -> str:
                      f"{row['n_significant']:>7}  {_format(row['percent_significant'], 1):>7}  "
                      f"{_format(row.get('median_normalized_r')):>16}")
     best = run.summary.get("best_layer")
+    rule = run.summary.get("best_layer_rule") or {}
     if best is not None:
-        lines.append(f"best layer (highest median r): {best}")
+        lines.append(f"best layer: {best} (by {rule.get('label') or 'median r over all voxels (whole brain)'})")
+    if rows:
+        from encoding_core.studio import significance_label
+
+        first = sorted(rows, key=int)[0]
+        lines.append(f"p-values: {significance_label(run.metrics(int(first)), run.config)}")
     return "\n".join(lines)
 
 
@@ -133,6 +139,14 @@ def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None)
     if run.simulated:
         print("SIMULATED data (not a real brain).")
     print(summary_table(run))
+    from encoding_core.studio import demo_ground_truth_rows
+
+    truth = demo_ground_truth_rows(run)
+    if truth:
+        print("against the planted ground truth (significant vertices inside the planted regions = precision; "
+              "share of each region found = recall):")
+        for row in truth:
+            print("  " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     if config.feature_spaces and config.banded.mode == "joint":
         print(partition_table(run))
     print(f"run {run_id}: {run.path}")

@@ -6,6 +6,7 @@ store and the background jobs all use this one type.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -23,7 +24,22 @@ POOL_METHODS = ("last", "mean", "last_padded", "mean_padded")
 PRECISIONS = ("fp32", "fp16", "bf16")
 FOLD_TYPES = ("chunked", "contiguous", "trimmed", "story",
               "chunked_contiguous", "chunked_trimmed", "kfold_trimmed", "timeseries", "group")
+OUTER_FOLD_TYPES = ("story", "contiguous", "trimmed")
+"""Outer folds of ``cv`` mode: leave one story out, contiguous blocks, or contiguous blocks with a gap."""
 MODES = ("train_test", "cv")
+SIGNIFICANCE_TESTS = ("effective_dof", "block_permutation", "parametric_iid")
+"""``stats.test`` values (see :mod:`encoding_core.stats.significance`); the first is the default."""
+ALTERNATIVES = ("greater", "two-sided")
+TEST_NAMES = {"effective_dof": "t-test with autocorrelation-corrected degrees of freedom",
+              "block_permutation": "block permutation",
+              "parametric_iid": "t-test assuming independent TRs (optimistic for fMRI)"}
+"""Short names of the tests for menus; a run's full label comes from
+:func:`encoding_core.stats.significance.describe_test` (kept here so the app's menus load no scipy)."""
+ALTERNATIVE_NAMES = {"greater": "one-sided r > 0", "two-sided": "two-sided"}
+"""The alternatives in the words :func:`encoding_core.stats.significance.describe_test` uses."""
+FALLBACK_STATISTICS = ("max", "pooled", "none")
+OPEN_BOUND = "none"
+"""How an open trimming bound (Python ``None``) is written in TOML, which has no null."""
 TR_TIME_CONVENTIONS = ("midpoint", "onset")
 """LeBel TR times: ``midpoint`` (onset + TR/2, the reference's) or ``onset``."""
 MODALITIES = ("speech", "wordrate", "embeddings", "language_model", "custom", "phonemerate", "envelope", "logmel")
@@ -111,7 +127,11 @@ class FeatureConfig:
 
 @dataclass
 class TrimmingConfig:
-    """The reference's eight trimming keys (Python slice bounds, in TRs; None = open)."""
+    """The reference's eight trimming keys (Python slice bounds, in TRs; None = open).
+
+    In TOML an open bound is written ``"none"`` (TOML has no null); a key left out of an
+    ``[alignment.trimming]`` table keeps its default below.
+    """
 
     train_features_start: Optional[int] = 10
     train_features_end: Optional[int] = -5
@@ -140,7 +160,12 @@ class AlignmentConfig:
 class RidgeConfig:
     """Ridge regression with nested cross-validation (reference alpha convention).
 
-    mode: ``train_test`` (test story held out) or ``cv`` (outer folds over all stories).
+    mode: ``train_test`` (the test story is held out; statistics on its TRs) or ``cv``
+    ("all stories (CV)": outer folds over all stories; statistics on the pooled held-out
+    predictions of every story). outer_fold_type (``cv`` only): ``story`` (default; leave one
+    story out, so each story is predicted by a model that never saw it), ``contiguous``
+    (n_outer_folds blocks of consecutive TRs) or ``trimmed`` (the same blocks, with
+    ``trim_size`` TRs on each side of the held-out block dropped from training).
     fold_type: inner folds ``chunked`` (seeded shuffled chunks of chunk_length TRs),
     ``contiguous``, ``trimmed`` (contiguous, dropping trim_size TRs around held-out
     blocks) or ``story`` (leave one story out); also the reference's ``chunked_contiguous``,
@@ -156,6 +181,7 @@ class RidgeConfig:
     chunk_length: int = 20
     trim_size: int = 5
     mode: str = "train_test"
+    outer_fold_type: str = "story"
     seed: int = 0
     device: str = "cpu"
     save_weights: bool = False
@@ -163,12 +189,29 @@ class RidgeConfig:
 
 @dataclass
 class StatsConfig:
-    """Statistics on the test set: block permutation test and BH-FDR."""
+    """Statistics on held-out predictions: the significance test, BH-FDR and the fallback threshold.
 
+    test: ``effective_dof`` (default: t-test of r with autocorrelation-corrected degrees of
+    freedom), ``block_permutation`` or ``parametric_iid`` (independent TRs, for comparison);
+    see :mod:`encoding_core.stats.significance`. alternative: ``greater`` (H1: r > 0, the
+    encoding question) or ``two-sided``. block_length: TRs per block for block permutation,
+    None = chosen from the data (at least min_block_s seconds). n_permutations: block orders
+    for block permutation and for the fallback threshold's null (0 = no fallback threshold).
+    fallback_statistic / fallback_percentile: when no voxel survives BH-FDR at ``fdr_q``, the
+    map's threshold is this percentile of the block-permutation null of the maximum r over
+    voxels (``max``, 95 = 5 % family-wise error), or of all voxels' null r (``pooled``), or
+    none (``none``).
+    """
+
+    test: str = "effective_dof"
+    alternative: str = "greater"
     n_permutations: int = 1000
-    block_length: int = 10
+    block_length: Optional[int] = None
+    min_block_s: float = 20.0
     fdr_q: float = 0.05
     seed: int = 0
+    fallback_statistic: str = "max"
+    fallback_percentile: float = 95.0
 
 
 @dataclass
@@ -267,11 +310,30 @@ class ExperimentConfig:
         _check(r.n_outer_folds >= 2, "ridge.n_outer_folds must be at least 2.")
         _check(r.fold_type in FOLD_TYPES, f"ridge.fold_type must be one of {FOLD_TYPES}.")
         _check(r.mode in MODES, f"ridge.mode must be one of {MODES}.")
+        _check(r.outer_fold_type in OUTER_FOLD_TYPES,
+               f"ridge.outer_fold_type must be one of {OUTER_FOLD_TYPES} (\"story\": leave one story out).")
         _check(r.chunk_length >= 1, "ridge.chunk_length must be >= 1 TR.")
         _check(r.trim_size >= 0, "ridge.trim_size must be >= 0 TRs.")
-        _check(s.n_permutations >= 0, "stats.n_permutations must be >= 0 (0 = parametric p-values only).")
-        _check(s.block_length >= 1, "stats.block_length must be >= 1 TR.")
+        _check(s.test in SIGNIFICANCE_TESTS, f"stats.test must be one of {SIGNIFICANCE_TESTS}, got {s.test!r}.")
+        _check(s.alternative in ALTERNATIVES,
+               f"stats.alternative must be one of {ALTERNATIVES} (\"greater\": r > 0), got {s.alternative!r}.")
+        _check(isinstance(s.n_permutations, numbers.Integral) and s.n_permutations >= 0,
+               "stats.n_permutations must be a whole number >= 0 (0 = no permutation null for the fallback "
+               "threshold).")
+        _check(s.test != "block_permutation" or s.n_permutations >= 1,
+               "stats.test = \"block_permutation\" needs stats.n_permutations >= 1 (e.g. 1000).")
+        _check(s.block_length is None or (isinstance(s.block_length, numbers.Integral) and s.block_length >= 1),
+               "stats.block_length must be a whole number of TRs >= 1, or left out to choose it from the data.")
+        _check(s.min_block_s >= 0, "stats.min_block_s must be >= 0 seconds (e.g. 20).")
         _check(0 < s.fdr_q < 1, "stats.fdr_q must be between 0 and 1 (e.g. 0.05).")
+        _check(s.fallback_statistic in FALLBACK_STATISTICS,
+               f"stats.fallback_statistic must be one of {FALLBACK_STATISTICS}, got {s.fallback_statistic!r}.")
+        _check(0 < s.fallback_percentile < 100, "stats.fallback_percentile must be between 0 and 100 (e.g. 95).")
+        t = self.alignment.trimming
+        for key, value in t.as_dict().items():
+            _check(value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)),
+                   f"alignment.trimming.{key} must be a whole number of TRs, or \"{OPEN_BOUND}\" for an open "
+                   f"bound; got {value!r}.")
         self._validate_feature_spaces()
         return self
 
@@ -310,7 +372,11 @@ class ExperimentConfig:
 
     # -- TOML -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        """Plain dict for TOML: open trimming bounds as ``"none"``, other None values left out."""
+        data = dataclasses.asdict(self)
+        data["alignment"]["trimming"] = {k: OPEN_BOUND if v is None else v
+                                         for k, v in data["alignment"]["trimming"].items()}
+        return _drop_none(data)
 
     def to_toml(self) -> str:
         import tomli_w
@@ -351,7 +417,8 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _drop_none(value: Any) -> Any:
-    """TOML has no null: absent keys mean None (open slice bounds)."""
+    """TOML has no null: None values are left out (an absent key then takes its default, which is
+    None for every Optional setting except the trimming bounds, written as ``"none"``)."""
     if isinstance(value, dict):
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
@@ -369,12 +436,14 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"Unknown key(s) in {where}: {unknown}; allowed: {sorted(fields)}.")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
-        if name not in data:
-            # Absent Optional keys mean None (open slice bound) for trimming.
-            if cls is TrimmingConfig:
-                kwargs[name] = None
+        if name not in data:  # absent keys keep their defaults (a partial table is fine)
             continue
         value = data[name]
+        if cls is TrimmingConfig and isinstance(value, str):
+            if value.strip().lower() != OPEN_BOUND:
+                raise ConfigError(f"{where}.{name} must be a whole number of TRs or \"{OPEN_BOUND}\" (an open "
+                                  f"bound); got {value!r}.")
+            value = None
         sub = _dataclass_of(f.type)
         if cls is ExperimentConfig and name == "feature_spaces":
             if not isinstance(value, list):

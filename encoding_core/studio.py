@@ -32,8 +32,9 @@ from encoding_core.common.errors import EncodingCoreError, MissingStoryFilesErro
 from encoding_core.common.paths import (StudioDirs, check_upload_size, load_settings, resolve_user_path,
                                         safe_upload_name, studio_dirs)
 from encoding_core.common.storage import atomic_write_bytes
-from encoding_core.config import (BANDED_MODES, CONTEXT_TYPES, DEFAULT_MODEL, DOWNSAMPLE_METHODS, FOLD_TYPES,
-                                  MODALITIES, MODES, OOV_HANDLING, POOL_METHODS, PRECISIONS, REFERENCE_ALPHAS,
+from encoding_core.config import (ALTERNATIVE_NAMES, ALTERNATIVES, BANDED_MODES, CONTEXT_TYPES, DEFAULT_MODEL,
+                                  DOWNSAMPLE_METHODS, FOLD_TYPES, MODALITIES, MODES, OOV_HANDLING, OUTER_FOLD_TYPES,
+                                  POOL_METHODS, PRECISIONS, REFERENCE_ALPHAS, SIGNIFICANCE_TESTS, TEST_NAMES,
                                   FeatureConfig, FeatureSpaceConfig)
 from encoding_core.demo.preset import demo_config
 from encoding_core.demo.simulate import ground_truth_maps
@@ -68,10 +69,8 @@ def custom_feature_files(folder: str, stories: Sequence[str]) -> list[dict[str, 
             for name in stories]
 
 DEMO_PRESETS = ("full", "tiny")
-"""``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers and
-trimming, but three stories (two to train, the test story) and a 2.5 s stride;
-permutations kept (fewer would make FDR significance over 20k vertices unreachable: the
-smallest permutation p-value is 1 / (n_permutations + 1)). A real, smaller run."""
+"""``full``: the demo's own ``demo_config()``; ``tiny``: same data, model, layers, trimming
+and statistics, but three stories and a 2.5 s stride. A real, smaller run."""
 TINY_STRIDE_S = 2.5
 
 
@@ -99,8 +98,8 @@ def copy_assembly(assembly: Assembly) -> Assembly:
 def demo_preset_config(base: ExperimentConfig, preset: Optional[str] = None) -> ExperimentConfig:
     """The demo's config for a preset (default from ``ENCODING_STUDIO_DEMO_PRESET``, else ``full``).
 
-    ``tiny`` keeps two training stories and the test story and a 2.5 s stride; everything
-    else (model, layers, trimming, permutations) is unchanged.
+    ``tiny`` keeps three stories (the first two and the test story) and a 2.5 s stride;
+    everything else (model, layers, trimming, statistics) is unchanged.
     """
     preset = (preset or os.environ.get("ENCODING_STUDIO_DEMO_PRESET") or "full").strip().lower()
     if preset not in DEMO_PRESETS:
@@ -402,15 +401,6 @@ def partition_map_labels(metrics: Mapping[str, Any]) -> dict[str, str]:
     return labels
 
 
-def demo_region_masks() -> dict[str, np.ndarray]:
-    """{region label: (20484,) bool} of the SIMULATED demo's planted regions on fsaverage5."""
-    from encoding_core.demo.simulate import DEMO_REGIONS
-
-    truth = ground_truth_maps()
-    return {region.label: np.asarray(truth[f"mask_{key}"], dtype=bool) for key, region in DEMO_REGIONS.items()
-            if f"mask_{key}" in truth}
-
-
 def partition_region_rows(arrays: Mapping[str, np.ndarray], metrics: Mapping[str, Any],
                           regions: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """Mean r² of each partition map over each region (bool mask over the run's voxels), one row per region
@@ -437,11 +427,17 @@ def per_voxel_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
             if np.asarray(v).ndim == 1 and np.asarray(v).shape[0] == n}
 
 
-def per_voxel_csv(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """CSV bytes: a ``voxel`` index column then one column per per-voxel array."""
+def per_voxel_csv(arrays: Mapping[str, np.ndarray], metrics: Optional[Mapping[str, Any]] = None) -> bytes:
+    """CSV bytes: a ``voxel`` index column then one column per per-voxel array.
+
+    With the layer's ``metrics``, ``#`` comment lines first say what the p-value columns are
+    (from the recorded settings, :func:`export_labels`); read with ``pandas.read_csv(..., comment="#")``.
+    """
     columns = per_voxel_columns(arrays)
     n = next(iter(columns.values())).shape[0]
     buffer = io.StringIO()
+    for key, text in (export_labels(metrics) if metrics else {}).items():
+        buffer.write(f"# {key}: {text}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["voxel", *columns])
     table = np.column_stack([np.arange(n)] + [c.astype(np.float64) for c in columns.values()])
@@ -450,16 +446,204 @@ def per_voxel_csv(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def per_voxel_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Compressed NPZ bytes of the per-voxel arrays (no pickles)."""
+def per_voxel_npz(arrays: Mapping[str, np.ndarray], metrics: Optional[Mapping[str, Any]] = None) -> bytes:
+    """Compressed NPZ bytes of the per-voxel arrays (no pickles).
+
+    With the layer's ``metrics``, one unicode string per label of :func:`export_labels` is
+    added as ``label_<key>`` (e.g. ``label_p_values``) and the recorded significance settings
+    as JSON text in ``significance_settings_json``.
+    """
+    import json
+
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    if metrics:
+        payload.update({f"label_{key}": np.array(text) for key, text in export_labels(metrics).items()})
+        if metrics.get("significance"):
+            payload["significance_settings_json"] = np.array(json.dumps(metrics["significance"]))
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez_compressed(buffer, **payload)
     return buffer.getvalue()
 
 
+# =======================================================================================
+# Statistics and summaries of a run (labels built from the recorded settings, never typed)
+# =======================================================================================
+def describe_planned_test(config: ExperimentConfig) -> str:
+    """The label of the significance test a config will run (Setup page, before any run)."""
+    from encoding_core.stats.significance import describe_test, planned_settings
+
+    stats = config.stats
+    return describe_test(planned_settings(stats.test, stats.alternative, stats.block_length, stats.min_block_s,
+                                          stats.n_permutations))
+
+
+def significance_label(metrics: Mapping[str, Any], config: Optional[ExperimentConfig] = None) -> str:
+    """The label of the test a layer's p-values come from, built from its recorded settings.
+
+    ``metrics["significance"]`` (runs since the calibrated tests) through
+    :func:`~encoding_core.stats.significance.describe_test`; older runs recorded only the
+    name ("block_permutation" / "parametric") and their config, which are described as run.
+    """
+    from encoding_core.stats.significance import describe_test, planned_settings
+
+    settings = metrics.get("significance")
+    if isinstance(settings, Mapping) and settings.get("test"):
+        return describe_test(dict(settings))
+    legacy = metrics.get("significance_test")
+    stats = config.stats if config is not None else None
+    if legacy == "block_permutation":
+        block = getattr(stats, "block_length", None) or 10
+        text = describe_test(planned_settings("block_permutation", "greater", block_length=int(block),
+                                              n_permutations=int(getattr(stats, "n_permutations", 1000))))
+        return text + " (recorded before the calibrated tests: fixed blocks can be liberal)"
+    if legacy == "parametric":
+        return describe_test(planned_settings("parametric_iid", "two-sided"))
+    return str(legacy or "unknown test")
+
+
+def fdr_label(metrics: Mapping[str, Any], config: Optional[ExperimentConfig] = None) -> str:
+    """e.g. "Benjamini-Hochberg FDR q = 0.05 over 20484 voxels" from the recorded settings."""
+    settings = metrics.get("significance") or {}
+    q = settings.get("fdr_q", getattr(getattr(config, "stats", None), "fdr_q", None))
+    n = settings.get("n_voxels", metrics.get("n_voxels"))
+    text = "Benjamini–Hochberg FDR" + (f" q = {float(q):g}" if q is not None else "")
+    return text + (f" over {int(n)} voxels" if n is not None else "")
+
+
+def export_labels(metrics: Mapping[str, Any], config: Optional[ExperimentConfig] = None) -> dict[str, str]:
+    """What the p-value columns of a layer's downloads are, from the recorded settings.
+
+    Empty when the layer recorded no test (neither ``significance`` nor ``significance_test``).
+    """
+    if not metrics.get("significance") and not metrics.get("significance_test"):
+        return {}
+    labels = {"p_values": significance_label(metrics, config),
+              "corrected_p_values": f"the p_values adjusted by {fdr_label(metrics, config)}",
+              "significant_mask": f"corrected_p_values <= q ({fdr_label(metrics, config)})"}
+    settings = metrics.get("significance")
+    if isinstance(settings, Mapping) and settings.get("test") and settings.get("test") != "parametric_iid":
+        from encoding_core.stats.significance import describe_test, planned_settings
+
+        labels["parametric_iid_p_values"] = ("for comparison only: " + describe_test(
+            planned_settings("parametric_iid", settings.get("alternative", "greater"))))
+    return labels
+
+
+def fallback_caption(metrics: Mapping[str, Any], config: Optional[ExperimentConfig] = None) -> tuple[Optional[float], str]:
+    """(r threshold or None, caption) for a layer where no voxel survives FDR.
+
+    The threshold is the recorded permutation-null rule (``metrics["fallback_threshold"]``);
+    None when none could be derived (the caption says why) or for runs that did not record one.
+    """
+    head = f"No voxel survives {fdr_label(metrics, config)} in this layer"
+    rule = metrics.get("fallback_threshold")
+    if isinstance(rule, Mapping) and rule.get("available"):
+        caveats = "".join(f" Note: {w}" for w in rule.get("warnings") or [])
+        return float(rule["r_threshold"]), (f"{head}. The map shows {rule['label']}: voxels above it are "
+                                            f"significant with that family-wise error rate.{caveats}")
+    if isinstance(rule, Mapping):
+        return None, (f"{head}, and no threshold could be derived from a permutation null: {rule.get('reason')} "
+                      "The map shows every voxel at or above the minimum r you choose (not a significance "
+                      "threshold).")
+    return None, (f"{head}; this run recorded no permutation-null threshold. The map shows every voxel at or above "
+                  "the minimum r you choose (not a significance threshold).")
+
+
+def best_layer_choice(summary: Mapping[str, Any], metrics_by_layer: Mapping[int, Mapping[str, Any]]
+                      ) -> tuple[int, str]:
+    """(layer to open on, the rule's name) from a run's summary (runs before the rule: highest median r)."""
+    rule = summary.get("best_layer_rule") if isinstance(summary, Mapping) else None
+    layers = sorted(int(k) for k in metrics_by_layer)
+    if isinstance(rule, Mapping) and rule.get("best_layer") is not None and int(rule["best_layer"]) in layers:
+        return int(rule["best_layer"]), str(rule["label"])
+    medians = {k: float(metrics_by_layer[k].get("median_score", np.nan)) for k in layers}
+    finite = {k: v for k, v in medians.items() if np.isfinite(v)}
+    return (max(finite, key=finite.get) if finite else layers[0]), "median r over all voxels (whole brain)"
+
+
+def normalized_caption(metrics: Mapping[str, Any]) -> Optional[str]:
+    """e.g. "Median r / noise ceiling 0.62 over the 1234 voxels with a usable ceiling (>= 0.1)"; None without."""
+    n = metrics.get("n_normalized_voxels")
+    median = metrics.get("median_normalized_score")
+    if not n or median is None or not np.isfinite(median):
+        return None
+    from encoding_core.stats.noise_ceiling import MIN_CEILING
+
+    where = f" (test story {metrics['noise_ceiling_story']})" if metrics.get("mode") == "cv" and \
+        metrics.get("noise_ceiling_story") else ""
+    return (f"Median r / noise ceiling{where}: {median:.2f} over the {int(n)} of {metrics.get('n_voxels', '?')} "
+            f"voxels with a usable ceiling (ceiling r ≥ {MIN_CEILING:g}); the others have no normalised value.")
+
+
+def alpha_summary(metrics: Mapping[str, Any]) -> Optional[dict[str, Any]]:
+    """A layer's alpha diagnostics (counts per alpha, mean CV score per alpha, warnings), or None."""
+    diagnostics = metrics.get("alpha_diagnostics")
+    return dict(diagnostics) if isinstance(diagnostics, Mapping) else None
+
+
+def _is_demo_run(run: Any) -> bool:
+    """The SIMULATED demo (its planted regions are the ground truth): simulated and assembly path "demo"."""
+    return bool(run.simulated) and str(run.config.assembly.path).strip().lower() == "demo" and \
+        int(run.meta.get("n_voxels", 20484) or 20484) == 20484
+
+
+def region_masks_for_run(run: Any) -> tuple[Optional[dict[str, np.ndarray]], str]:
+    """({region: (n_voxels,) bool} or None, source or why none) for a run's per-region table.
+
+    The demo (SIMULATED): its planted regions and the rest. A real run on fsaverage5: the
+    Destrieux atlas when nilearn has it on disk (it is never downloaded here).
+    """
+    meta_voxels = int(run.meta.get("n_voxels", 0) or 0)
+    space = run.space()
+    if _is_demo_run(run):
+        from encoding_core.demo.evaluate import planted_region_masks
+
+        return planted_region_masks(), "the planted regions of the SIMULATED demo"
+    if space.kind == "surface" and space.name == "fsaverage5":
+        from encoding_core.viz.atlas import DESTRIEUX_DOWNLOAD_COMMAND, destrieux_regions
+
+        regions = destrieux_regions()
+        if regions is None or (meta_voxels and meta_voxels != 20484):
+            return None, ("The Destrieux atlas is not on this machine (nilearn does not ship it). Fetch it once with "
+                          f"a network: {DESTRIEUX_DOWNLOAD_COMMAND}")
+        return regions, "the Destrieux atlas (nilearn, fsaverage5)"
+    return None, f"No atlas for this run's space ({space.kind} {space.name})."
+
+
+def region_rows(run: Any) -> tuple[list[dict[str, Any]], str]:
+    """Rows (region, voxels, median r per layer, best layer) of a run and the regions' source."""
+    from encoding_core.stats.summaries import region_medians
+
+    regions, source = region_masks_for_run(run)
+    if regions is None:
+        return [], source
+    layers = run.layers
+    correlations = np.stack([run.arrays(layer)["correlations"] for layer in layers])
+    rows = []
+    for row in region_medians(layers, correlations, regions):
+        flat = {"region": row["region"], "voxels": row["n_voxels"]}
+        flat.update({f"layer {layer}": row["median_r"][str(layer)] for layer in layers})
+        flat["best layer"] = row["best_layer"]
+        rows.append(flat)
+    return rows, source
+
+
+def demo_ground_truth_rows(run: Any) -> list[dict[str, Any]]:
+    """Per layer, significant vertices, precision and recall per planted region (demo runs only)."""
+    if not _is_demo_run(run):
+        return []
+    from encoding_core.demo.evaluate import ground_truth_table
+
+    return ground_truth_table(run.layers, [run.arrays(layer)["significant_mask"] for layer in run.layers])
+
+
 __all__ = [
+    "alpha_summary", "best_layer_choice", "demo_ground_truth_rows", "export_labels", "fallback_caption",
+    "fdr_label", "normalized_caption", "region_masks_for_run", "region_rows", "significance_label",
+    "ALTERNATIVE_NAMES", "TEST_NAMES", "ALTERNATIVES", "OUTER_FOLD_TYPES", "SIGNIFICANCE_TESTS", "describe_planned_test",
     "BANDED_MODES", "BASELINE_SPACES", "build_feature_spaces", "feature_space_choices", "FeatureSpaceConfig",
-    "comparison_matrix", "comparison_table", "list_groups", "demo_region_masks", "is_partition_run", "MODEL_SPACE", "partition_map_labels", "partition_region_rows",
+    "comparison_matrix", "comparison_table", "list_groups", "is_partition_run", "MODEL_SPACE",
+    "partition_map_labels", "partition_region_rows",
     "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption",
     "check_lebel_folder", "check_upload_size", "ChecklistStep", "clear_cache", "CONTEXT_TYPES",
     "copy_assembly", "custom_feature_files", "DataCheckReport", "DEFAULT_MODEL", "demo_config",

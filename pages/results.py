@@ -19,11 +19,16 @@ import streamlit as st
 from encoding_core import viz
 from encoding_core.studio import (
     EncodingCoreError,
+    ExperimentConfig,
     RunStore,
+    alpha_summary,
+    best_layer_choice,
     ceiling_target_caption,
     comparison_matrix,
     comparison_table,
-    demo_region_masks,
+    demo_ground_truth_rows,
+    fallback_caption,
+    fdr_label,
     glass_brain_allowed,
     ground_truth_maps,
     is_partition_run,
@@ -31,10 +36,14 @@ from encoding_core.studio import (
     list_groups,
     map_surface,
     no_map_reason,
+    normalized_caption,
     partition_map_labels,
     partition_region_rows,
     per_voxel_csv,
     per_voxel_npz,
+    region_masks_for_run,
+    region_rows,
+    significance_label,
 )
 from pages import _common as common
 
@@ -78,9 +87,10 @@ def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict
     return _load_run(results_dir, run_id).arrays(layer)
 
 
-@st.cache_data(show_spinner=False, max_entries=2)
-def _demo_region_masks() -> dict[str, np.ndarray]:
-    return demo_region_masks()
+@st.cache_data(show_spinner=False, max_entries=4)
+def _region_masks(results_dir: str, run_id: str, stamp: str) -> tuple:
+    """({region: (n_voxels,) bool} or None, where they come from) of one run (demo: planted regions)."""
+    return region_masks_for_run(_load_run(results_dir, run_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
@@ -160,7 +170,56 @@ def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str
 @st.cache_data(show_spinner=False, max_entries=8)
 def _download_bytes(results_dir: str, run_id: str, stamp: str, layer: int, fmt: str) -> bytes:
     arrays = _layer_arrays(results_dir, run_id, stamp, layer)
-    return per_voxel_csv(arrays) if fmt == "csv" else per_voxel_npz(arrays)
+    metrics = _run_summary(results_dir, run_id, stamp)[0][layer]
+    return per_voxel_csv(arrays, metrics) if fmt == "csv" else per_voxel_npz(arrays, metrics)
+
+
+# --------------------------------------------------------------------------- statistics panels (issue 13)
+# Everything a scientist needs to judge the statistics: the test's label, the best-layer rule, the
+# fallback threshold, alpha diagnostics and per-region tables. Logic lives in encoding_core.studio;
+# these functions only lay it out, so page-layout changes can move them as blocks.
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_details(results_dir: str, run_id: str, stamp: str) -> dict[str, Any]:
+    """The run's summary, per-region rows (and their source) and, for the demo, the ground-truth rows."""
+    run = _load_run(results_dir, run_id)
+    rows, source = region_rows(run)
+    return {"summary": run.summary, "regions": rows, "region_source": source,
+            "ground_truth": demo_ground_truth_rows(run)}
+
+
+def _statistics_caption(metrics: dict, config: ExperimentConfig) -> None:
+    where = ("pooled held-out predictions of every story (all stories, CV)" if metrics.get("mode") == "cv"
+             else "held-out test story")
+    st.caption(f"Pearson r per voxel on the {where} · p-values: {significance_label(metrics, config)} · "
+               f"{fdr_label(metrics, config)}.")
+    warnings = (metrics.get("significance") or {}).get("warnings") or []
+    for warning in warnings:
+        st.warning(f"Significance test: {warning}")
+
+
+def _alpha_panel(metrics: dict) -> None:
+    diagnostics = alpha_summary(metrics)
+    if not diagnostics:
+        return
+    for warning in diagnostics.get("warnings", []):
+        st.warning(f"Alpha grid: {warning}")
+    with st.expander("Ridge penalty: chosen alpha per voxel and mean inner-CV score per alpha"):
+        st.plotly_chart(viz.alpha_choice_figure(diagnostics["alphas"], diagnostics["counts"],
+                                                diagnostics.get("mean_cv_score_per_alpha")), key="alpha_choice")
+
+
+def _region_panel(details: dict, simulated: bool) -> None:
+    st.subheader("Per region: median r per layer")
+    if not details["regions"]:
+        st.caption(details["region_source"])
+        return
+    st.caption(f"Regions: {details['region_source']}. 'best layer' = the layer with the highest median r in "
+               "that region.")
+    st.dataframe(details["regions"], hide_index=True, key="region_table")
+    if simulated and details["ground_truth"]:
+        st.caption("The demo against its ground truth (SIMULATED): of the voxels declared significant, the share "
+                   "inside the planted regions (precision), and the share of each region found (recall).")
+        st.dataframe(details["ground_truth"], hide_index=True, key="ground_truth_table")
 
 
 # --------------------------------------------------------------------------- page
@@ -198,10 +257,13 @@ if simulated:
                             note="The planted regions are outlined in black; a good model recovers them.")
 
 profile = layer_profile(metrics)
-best_layer = profile["layers"][int(np.nanargmax(profile["median_r"]))]
+run_config = ExperimentConfig.from_toml(config_toml)
+details = _run_details(results_dir, run_id, stamp)
+best_layer, best_rule = best_layer_choice(details["summary"], metrics)
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
                      format_func=lambda x: (f"space {metrics[x]['feature_space']}" if "feature_space" in metrics[x]
-                                            else f"layer {x}") + (" (best median r)" if x == best_layer else ""))
+                                            else f"layer {x}") + (" (best)" if x == best_layer else ""))
+st.caption(f"Best layer {best_layer} by {best_rule}.")
 try:
     a = _layer_arrays(results_dir, run_id, stamp, layer)
 except EncodingCoreError as exc:
@@ -213,8 +275,7 @@ c[0].metric("Median r", f"{m.get('median_score', float('nan')):.3f}")
 c[1].metric("Max r", f"{m.get('max_score', float('nan')):.3f}")
 c[2].metric("Significant voxels", f"{m.get('n_significant', 0):,}")
 c[3].metric("Significant", f"{m.get('percent_significant', 0):.1f} %")
-st.caption("Test-set Pearson r per voxel · block permutation p-values · Benjamini–Hochberg FDR q "
-           "(settings in the run's config below).")
+_statistics_caption(m, run_config)
 
 if len(profile["layers"]) > 1:
     st.plotly_chart(viz.layer_profile_figure(profile["layers"], profile["median_r"], profile["n_significant"],
@@ -226,17 +287,20 @@ kinds = [CORRELATION]
 if ceiling is not None and np.isfinite(ceiling).any():
     kinds.append(NORMALISED)
     st.caption(ceiling_target_caption(m))
+    if normalized_caption(m):
+        st.caption(normalized_caption(m))
 c1, c2, c3 = st.columns(3)
 kind = c1.radio("Value", kinds, key="map_kind")
 any_significant = bool(np.any(a.get("significant_mask", np.zeros(1, dtype=bool))))
+fallback_r, fallback_text = (None, "") if any_significant else fallback_caption(m, run_config)
 significant_only = c2.checkbox("FDR-significant only", value=any_significant, key="sig_only",
-                               help="Benjamini–Hochberg FDR over all voxels." if any_significant else
-                               "No voxel is FDR-significant in this layer; the map shows all voxels above the "
-                               "minimum r.")
-min_r = float(c3.slider("Minimum r", -1.0, 1.0, 0.0 if any_significant else 0.1, 0.01, key="min_r"))
+                               help=f"{fdr_label(m, run_config)}." if any_significant else
+                               "No voxel is FDR-significant in this layer; the map shows the voxels at or above "
+                               "the minimum r.")
+default_min_r = 0.0 if fallback_r is None else round(float(fallback_r), 2)
+min_r = float(c3.slider("Minimum r", -1.0, 1.0, default_min_r, 0.01, key="min_r"))
 if not any_significant:
-    st.caption("No voxel survives Benjamini–Hochberg FDR in this layer (with few permutations the smallest "
-               "possible p-value is 1/(permutations+1)); showing r ≥ the minimum instead.")
+    st.caption(fallback_text)
 map_key = (results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
 file_stem = f"{run_id}_layer{layer}"
 hemi = view = None
@@ -281,6 +345,8 @@ elif not map_failed:
     st.info(f"{no_map_text} The histogram and layer profile below still apply.")
 
 st.plotly_chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
+_alpha_panel(m)
+_region_panel(details, simulated)
 
 if is_partition_run(m):
     st.subheader("Variance partition")
@@ -296,13 +362,15 @@ if is_partition_run(m):
             st.plotly_chart(_partition_figure(results_dir, run_id, stamp, cache_dir, layer, partition_pick,
                                               partition_labels[partition_pick], hemi, view,
                                               simulated and not surface_map.projected), key="partition_surface")
-    region_rows = partition_region_rows(a, m, _demo_region_masks()) if simulated else []
-    if region_rows:
-        st.caption("Per planted region of the SIMULATED demo (the regions outlined on the maps).")
+    partition_masks, partition_source = _region_masks(results_dir, run_id, stamp)
+    partition_rows = partition_region_rows(a, m, partition_masks) if partition_masks else []
+    if partition_rows:
+        st.caption(f"Mean r² per region; regions: {partition_source}.")
     else:
-        region_rows = partition_region_rows(a, m, {"all voxels": np.ones(a["joint_r2"].shape, dtype=bool),
-                                                   "joint r² > 0": a["joint_r2"] > 0})
-    st.plotly_chart(viz.partition_bar_figure(region_rows, partition_labels), key="partition_bars")
+        st.caption(f"{partition_source} The bars show all voxels and those the joint model predicts (r² > 0).")
+        partition_rows = partition_region_rows(a, m, {"all voxels": np.ones(a["joint_r2"].shape, dtype=bool),
+                                                      "joint r² > 0": a["joint_r2"] > 0})
+    st.plotly_chart(viz.partition_bar_figure(partition_rows, partition_labels), key="partition_bars")
 
 st.subheader("Compare with another run")
 others = [i for i in ids if i != run_id]

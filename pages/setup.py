@@ -5,18 +5,25 @@ import streamlit as st
 
 from encoding_core import viz
 from encoding_core.studio import (
+    ALTERNATIVE_NAMES,
+    ALTERNATIVES,
     BANDED_MODES,
     MODEL_SPACE,
     DOWNSAMPLE_METHODS,
     FOLD_TYPES,
     MODES,
+    OUTER_FOLD_TYPES,
     REFERENCE_ALPHAS,
+    SIGNIFICANCE_TESTS,
+    TEST_NAMES,
     EncodingCoreError,
     TrimmingConfig,
     build_feature_spaces,
     demo_config,
+    describe_planned_test,
     feature_space_choices,
     downsample_kernel,
+    fdr_label,
     experiment_to_script,
     trimming_preview,
 )
@@ -88,15 +95,24 @@ with common.user_errors("Drawing the kernel"):
 st.subheader("Ridge and cross-validation")
 ridge = cfg.ridge
 c1, c2, c3 = st.columns(3)
+MODE_NAMES = {"train_test": "held-out test story", "cv": "all stories (CV)"}
+OUTER_NAMES = {"story": "one story per fold (leave one story out)", "contiguous": "contiguous blocks",
+               "trimmed": "contiguous blocks with a gap (trim size)"}
 ridge.mode = c1.selectbox("Mode", MODES, index=MODES.index(ridge.mode), key="mode",
-                          format_func=lambda m: "train/test (held-out story)" if m == "train_test" else "outer CV")
+                          format_func=lambda m: MODE_NAMES.get(m, m),
+                          help="Held-out test story: statistics on one story's TRs. All stories (CV): every story "
+                               "is predicted by a model that never saw it, and the statistics use all of them.")
 test = c1.selectbox("Test story", current.stories, index=current.stories.index(current.effective_test_story()),
                     key="setup_test_story", disabled=ridge.mode != "train_test")
 cfg.assembly.test_story = test
 ridge.fold_type = c2.selectbox("Inner fold type", FOLD_TYPES, index=FOLD_TYPES.index(ridge.fold_type),
                                key="fold_type")
 ridge.n_inner_folds = int(c2.number_input("Inner folds", 2, 20, ridge.n_inner_folds, key="inner_folds"))
-ridge.n_outer_folds = int(c2.number_input("Outer folds (cv mode)", 2, 20, ridge.n_outer_folds, key="outer_folds"))
+ridge.outer_fold_type = c2.selectbox("Outer folds (all stories)", OUTER_FOLD_TYPES,
+                                     index=OUTER_FOLD_TYPES.index(ridge.outer_fold_type), key="outer_fold_type",
+                                     format_func=lambda k: OUTER_NAMES.get(k, k), disabled=ridge.mode != "cv")
+ridge.n_outer_folds = int(c2.number_input("Outer folds (blocks)", 2, 20, ridge.n_outer_folds, key="outer_folds",
+                                          disabled=ridge.mode != "cv" or ridge.outer_fold_type == "story"))
 ridge.chunk_length = int(c3.number_input("Chunk length (TRs)", 1, 500, ridge.chunk_length, key="chunk_length"))
 ridge.single_alpha = c3.radio("Alpha", ["per voxel", "single"], index=int(ridge.single_alpha),
                               horizontal=True, key="single_alpha") == "single"
@@ -113,13 +129,21 @@ except ValueError:
 st.subheader("Statistics")
 stats = cfg.stats
 c1, c2, c3 = st.columns(3)
-stats.n_permutations = int(c1.number_input("Permutations (0 = parametric only)", 0, 100000, stats.n_permutations,
-                                           step=100, key="n_permutations"))
-stats.block_length = int(c2.number_input("Block length (TRs)", 1, 200, stats.block_length, key="block_length"))
+stats.test = c1.selectbox("Significance test", SIGNIFICANCE_TESTS, index=SIGNIFICANCE_TESTS.index(stats.test),
+                          key="stats_test", format_func=lambda t: TEST_NAMES.get(t, t))
+stats.alternative = c1.selectbox("Alternative", ALTERNATIVES, index=ALTERNATIVES.index(stats.alternative),
+                                 key="stats_alternative", format_func=lambda a: ALTERNATIVE_NAMES.get(a, a),
+                                 help="Encoding accuracy asks whether r > 0 (one-sided).")
+stats.n_permutations = int(c2.number_input("Permutations (block permutation, and the null of the fallback "
+                                           "threshold; 0 = none)", 0, 100000, stats.n_permutations, step=100,
+                                           key="n_permutations"))
+block = c2.number_input("Block length (TRs; empty = chosen from the data)", min_value=1, max_value=500,
+                        value=stats.block_length, step=1, key="block_length")
+stats.block_length = None if block is None else int(block)
 stats.fdr_q = float(c3.number_input("Benjamini–Hochberg FDR q", 0.001, 0.5, float(stats.fdr_q), step=0.01,
                                     format="%.3f", key="fdr_q"))
-st.caption(f"p-values: block permutation p-values (block = {stats.block_length} TRs); "
-           f"correction: Benjamini–Hochberg FDR q = {stats.fdr_q:g}.")
+with common.user_errors("Describing the test"):
+    st.caption(f"p-values: {describe_planned_test(cfg)}; correction: {fdr_label({}, cfg)}.")
 
 st.subheader("Feature spaces")
 several = st.checkbox("Fit several feature spaces (banded ridge and variance partitioning)",

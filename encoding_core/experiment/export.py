@@ -85,6 +85,10 @@ def experiment_to_script(config: ExperimentConfig) -> str:
                         "device": features.device}
     else:
         feature_dict = {"path": features.custom_path}
+    from encoding_core.stats.significance import describe_test, planned_settings
+
+    test_label = describe_test(planned_settings(stats.test, stats.alternative, stats.block_length, stats.min_block_s,
+                                                stats.n_permutations))
     lines += [
         f"# 3. Create the feature extractor ({modality})",
         "extractor = FeatureExtractorFactory.create_extractor(",
@@ -101,10 +105,12 @@ def experiment_to_script(config: ExperimentConfig) -> str:
         f"    alphas={_literal(list(ridge.alphas))},",
         f"    n_splits={ridge.n_inner_folds}, chunk_length={ridge.chunk_length}, normalpha={ridge.normalpha},",
         f"    single_alpha={ridge.single_alpha}, fold_type={_literal(ridge.fold_type)}, trim_size={ridge.trim_size},",
-        f"    n_outer_folds={ridge.n_outer_folds}, seed={ridge.seed}, device={_literal(ridge.device)},",
-        f"    n_permutations={stats.n_permutations}, block_length={stats.block_length}, fdr_q={stats.fdr_q!r},",
+        f"    n_outer_folds={ridge.n_outer_folds}, outer_fold_type={_literal(ridge.outer_fold_type)},",
+        f"    seed={ridge.seed}, device={_literal(ridge.device)},",
+        f"    # significance: {test_label}; Benjamini-Hochberg FDR q = {stats.fdr_q:g}",
+        f"    test={_literal(stats.test)}, alternative={_literal(stats.alternative)},",
+        f"    n_permutations={stats.n_permutations}, block_length={_literal(stats.block_length)}, fdr_q={stats.fdr_q!r},",
         f"    save_weights={ridge.save_weights},",
-        f"    outer_fold_type={_literal('story' if ridge.fold_type == 'story' else 'contiguous')},",
         ")",
         "",
         "# 5. Training parameters",

@@ -66,7 +66,7 @@ def fit_feature_spaces(prepared: Sequence[Any], targets: Any, config: Experiment
 def _separate(features: Any, targets: Any, config: ExperimentConfig, name: str,
               cancel: Optional[CancelFlag]) -> LayerResult:
     result = fit_train_test(features.X_train, targets.Y_train, features.test, targets.test, config.ridge,
-                            config.stats, groups=targets.groups, cancel=cancel)
+                            config.stats, groups=targets.groups, cancel=cancel, tr_s=float(targets.tr))
     result.metrics.update({"feature_space": name, "banded_mode": "separate"})
     return result
 
@@ -108,25 +108,26 @@ def _joint(prepared: Sequence[Any], targets: Any, config: ExperimentConfig, name
         joint_r2 = r2_columns(np.asarray(Y_test, dtype=np.float64), parts.sum(axis=0, dtype=np.float64))
     fit_s = time.perf_counter() - started
     predicted = joint.predict(test)
-    arrays.update(evaluate_predictions(Y_test, predicted, config.stats))
+    significance_arrays, significance_metrics = evaluate_predictions(Y_test, predicted, config.stats,
+                                                                     tr_s=float(targets.tr))
+    arrays.update(significance_arrays)
     arrays["best_alphas"] = np.asarray(joint.best_alphas, dtype=np.float64)
     arrays["joint_r2"] = np.asarray(joint_r2, dtype=np.float32)
     n_negative["joint_r2"] = int((arrays["joint_r2"] < 0).sum())
     for index, name in enumerate(names):
         arrays[f"split_r2_{name}"] = np.asarray(split[index], dtype=np.float32)
         arrays[f"gamma_{name}"] = np.asarray(joint.best_gammas[index], dtype=np.float32)
+    arrays["noise_ceiling"] = np.full(Y_test.shape[1], np.nan, np.float32)
+    arrays["normalized_correlations"] = np.full(Y_test.shape[1], np.nan, np.float32)
     metrics = _score_summary(arrays, ridge.alphas)
+    metrics.update(significance_metrics)
     metrics.update({
         "mode": "train_test", "banded_mode": "joint", "feature_spaces": list(names),
         "feature_space_dims": [int(x.shape[1]) for x in train], "n_train_trs": int(Y_train.shape[0]),
         "n_test_trs": int(Y_test.shape[0]), "n_features": int(sum(x.shape[1] for x in train)),
         "n_negative": n_negative, "n_candidates": int(len(joint.candidates)), "search": banded.search,
         "partitioned": len(names) <= 3, "stacked": bool(banded.stacked and len(names) <= 3),
-        "significance_test": "block_permutation" if config.stats.n_permutations > 0 else "parametric",
         "noise_ceiling_target": None,
     })
-    arrays["noise_ceiling"] = np.full(Y_test.shape[1], np.nan, np.float32)
-    arrays["normalized_correlations"] = np.full(Y_test.shape[1], np.nan, np.float32)
-    metrics["median_normalized_score"] = float("nan")
     return LayerResult(metrics, arrays, np.asarray(joint.weights, dtype=np.float32) if ridge.save_weights else None,
                        {"fit": fit_s, "stats": time.perf_counter() - started - fit_s})

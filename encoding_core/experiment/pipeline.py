@@ -221,10 +221,19 @@ class PreparedTargets:
     """Brain data ready to fit: per story trimmed, z-scored (NaN -> 0), float32.
 
     train: story -> (n_trs_i, n_voxels); test: (n_test, n_voxels) or None in ``cv`` mode;
-    test_repeats: (n_repeats, n_test, n_voxels) trimmed raw repeats, or None;
+    test_repeats: (n_repeats, n_test, n_voxels) trimmed raw repeats, or None (in ``cv`` mode: the
+    repeats of ``repeats_story``, the first story that has them);
     test_is_repeat_mean: the test brain data is the mean of those repeats: the median voxel
     correlation between the two (``test_repeat_mean_r``, nan without repeats) exceeds
     ``stats.noise_ceiling.REPEAT_MEAN_MIN_R`` (0.999), whatever either's scaling.
+    tr: the assembly's TR in seconds.
+
+    Z-scoring never uses held-out statistics: each story's slice is z-scored with its own mean
+    and standard deviation only (:func:`_zscore_clean` on that slice), so no statistic of one
+    story reaches another (a training story never sees the test story's, and in ``cv`` mode a
+    held-out story's values are the same whichever fold holds it out). The held-out story's own
+    z-scoring changes neither its Pearson r (invariant to a per-voxel affine map of Y) nor any
+    training value; its R^2 is, as in the reference, relative to its own mean and variance.
     """
 
     mode: str
@@ -235,6 +244,8 @@ class PreparedTargets:
     test_repeats: Optional[np.ndarray] = None
     test_is_repeat_mean: bool = False
     test_repeat_mean_r: float = float("nan")
+    repeats_story: Optional[str] = None
+    tr: float = 2.0
 
     @property
     def Y_train(self) -> np.ndarray:
@@ -251,12 +262,21 @@ class PreparedTargets:
             out[self.test_story] = int(self.test.shape[0])
         return out
 
+    def repeats_rows(self) -> Optional[np.ndarray]:
+        """``cv`` mode: (n,) rows of ``Y_train`` that belong to ``repeats_story`` (None without repeats)."""
+        if self.repeats_story is None or self.repeats_story not in self.train:
+            return None
+        start = sum(int(self.train[n].shape[0]) for n in self.train_stories[:self.train_stories.index(self.repeats_story)])
+        return np.arange(start, start + int(self.train[self.repeats_story].shape[0]))
+
 
 def prepare_targets(assembly: Assembly, config: ExperimentConfig) -> PreparedTargets:
     """Trim each story's brain data with the target keys, z-score it per story and stack.
 
     Train/test mode: the test story (``assembly.effective_test_story()``) uses the ``test_*``
-    keys and is kept apart; cv mode: every story uses the ``train_*`` keys.
+    keys and is kept apart; cv mode: every story uses the ``train_*`` keys (the first story
+    with individual repeats gives the noise ceiling). Each story is z-scored on its own (see
+    :class:`PreparedTargets`).
     """
     from encoding_core.downsample.preprocessing import trim
 
@@ -264,7 +284,7 @@ def prepare_targets(assembly: Assembly, config: ExperimentConfig) -> PreparedTar
     test_story = assembly.effective_test_story() if mode == "train_test" else None
     from encoding_core.stats.noise_ceiling import REPEAT_MEAN_MIN_R, repeat_mean_correlation
 
-    train, test, repeats, is_mean, mean_r = {}, None, None, False, float("nan")
+    train, test, repeats, is_mean, mean_r, repeats_story = {}, None, None, False, float("nan"), None
     for story in assembly.stories_list:
         part = _part(config, story.name, test_story)
         start, end = _bounds(config, part, "targets")
@@ -275,14 +295,16 @@ def prepare_targets(assembly: Assembly, config: ExperimentConfig) -> PreparedTar
                               f"TRs; change alignment.trimming.")
         if part == "test":
             test = _zscore_clean(sliced)
-            if story.repeats is not None:
-                repeats = np.stack([trim(r, start, end) for r in story.repeats]).astype(np.float32)
-                mean_r = repeat_mean_correlation(sliced, repeats)
-                is_mean = bool(mean_r > REPEAT_MEAN_MIN_R)
         else:
             train[story.name] = _zscore_clean(sliced)
+        if story.repeats is not None and repeats is None and (part == "test" or mode == "cv"):
+            repeats = np.stack([trim(r, start, end) for r in story.repeats]).astype(np.float32)
+            mean_r = repeat_mean_correlation(sliced, repeats)
+            is_mean = bool(mean_r > REPEAT_MEAN_MIN_R)
+            repeats_story = story.name
     train_stories = [n for n in assembly.stories if n in train]
-    return PreparedTargets(mode, train_stories, test_story, train, test, repeats, is_mean, mean_r)
+    return PreparedTargets(mode, train_stories, test_story, train, test, repeats, is_mean, mean_r,
+                           repeats_story=repeats_story, tr=float(assembly.tr))
 
 
 @dataclass
@@ -367,18 +389,32 @@ def check_lengths(features: PreparedFeatures, targets: PreparedTargets, config: 
 
 
 def check_statistics_settings(targets: PreparedTargets, config: ExperimentConfig) -> None:
-    """Raise ConfigError (before any fit) if the test TRs are too few for the permutation test."""
+    """Raise ConfigError (before any fit) when block permutation cannot test at 5 % on these TRs.
+
+    The blocks are at least ``stats.block_length`` TRs (or, chosen from the data, at least
+    ``ceil(stats.min_block_s / TR)``) and never straddle a story, so the test TRs hold at most
+    a known number of whole blocks; with B blocks the smallest p-value is 1 / B!.
+    """
+    import math
+
     stats = config.stats
-    if stats.n_permutations <= 0:
+    if stats.test != "block_permutation":
         return
     if config.ridge.mode == "train_test":
-        n_test, where = targets.test.shape[0], f"the test story {targets.test_story!r}"
+        sizes, where = [targets.test.shape[0]], f"the {targets.test.shape[0]} trimmed TRs of the test story " \
+                                                 f"{targets.test_story!r}"
     else:
-        n_test, where = min(targets.train[n].shape[0] for n in targets.train_stories), "the shortest story"
-    if n_test // stats.block_length < 2:
-        raise ConfigError(f"stats.block_length = {stats.block_length} TRs leaves fewer than 2 blocks in the "
-                          f"{n_test} trimmed TRs of {where}; the permutation test needs at least 2. Fix: set "
-                          f"stats.block_length <= {max(n_test // 2, 1)}, or stats.n_permutations = 0.")
+        sizes = [targets.train[n].shape[0] for n in targets.train_stories]
+        where = f"the {len(sizes)} stories ({sum(sizes)} trimmed TRs; blocks stay within stories)"
+    shortest = stats.block_length or max(1, math.ceil(stats.min_block_s / targets.tr - 1e-9))
+    n_blocks = sum(size // shortest for size in sizes)
+    orders = math.factorial(min(n_blocks, 20))
+    if min(orders, stats.n_permutations + 1) < 20:
+        source = (f"stats.block_length = {stats.block_length} TRs" if stats.block_length else
+                  f"blocks of at least stats.min_block_s = {stats.min_block_s:g} s ({shortest} TRs)")
+        raise ConfigError(f"Block permutation cannot test at 5 % here: {source} leave at most {n_blocks} blocks in "
+                          f"{where}, so no p-value can fall below 0.05. Fix: stats.test = \"effective_dof\" (the "
+                          f"default), ridge.mode = \"cv\" (all stories), or shorter blocks.")
 
 
 # --------------------------------------------------------------------------------------
@@ -390,15 +426,20 @@ def fit_layer(features: PreparedFeatures, targets: PreparedTargets, config: Expe
     if config.ridge.mode == "train_test":
         result = fit_train_test(features.X_train, targets.Y_train, features.test, targets.test, config.ridge,
                                 config.stats, groups=targets.groups, test_repeats=targets.test_repeats,
-                                test_target_is_repeat_mean=targets.test_is_repeat_mean, cancel=cancel)
-        if targets.test_repeats is not None:  # how the ceiling's target was decided (see PreparedTargets)
-            from encoding_core.stats.noise_ceiling import REPEAT_MEAN_MIN_R
+                                test_target_is_repeat_mean=targets.test_is_repeat_mean, cancel=cancel,
+                                tr_s=targets.tr)
+    else:
+        result = fit_cross_validated(features.X_train, targets.Y_train, targets.groups, config.ridge, config.stats,
+                                     cancel=cancel, tr_s=targets.tr, repeats=targets.test_repeats,
+                                     repeats_rows=targets.repeats_rows(),
+                                     repeats_target_is_mean=targets.test_is_repeat_mean)
+    if targets.test_repeats is not None:  # how the ceiling's target was decided (see PreparedTargets)
+        from encoding_core.stats.noise_ceiling import REPEAT_MEAN_MIN_R
 
-            result.metrics["test_repeat_mean_r"] = targets.test_repeat_mean_r
-            result.metrics["repeat_mean_min_r"] = REPEAT_MEAN_MIN_R
-        return result
-    return fit_cross_validated(features.X_train, targets.Y_train, targets.groups, config.ridge, config.stats,
-                               cancel=cancel)
+        result.metrics["test_repeat_mean_r"] = targets.test_repeat_mean_r
+        result.metrics["repeat_mean_min_r"] = REPEAT_MEAN_MIN_R
+        result.metrics["noise_ceiling_story"] = targets.repeats_story
+    return result
 
 
 # --------------------------------------------------------------------------------------
@@ -433,16 +474,37 @@ def resolve_layers(layers: Any, n_layers: int) -> list[int]:
 
 
 def layer_summary(results: Mapping[int, LayerResult]) -> dict[str, Any]:
-    """Per-layer summary (median/mean r, n and percent significant, median normalised r) + best layer."""
+    """Per-layer summary and the best layer by a named rule.
+
+    results: layer -> LayerResult whose arrays hold at least ``correlations`` (and
+    ``significant_mask`` for the default rule). Rows: median/mean r, n and percent significant,
+    median normalised r over the voxels with a usable ceiling (and their count), the test's
+    label. ``best_layer`` follows ``best_layer_rule`` (:func:`encoding_core.stats.summaries.best_layer`,
+    rule "auto": median r over the voxels significant in at least one layer, or, when none
+    is, over the top 5 % by their best r across layers); ``best_layer_by_median_r`` is the
+    layer with the highest whole-brain median, kept for comparison.
+    """
+    from encoding_core.stats.summaries import best_layer
+
     rows = {}
     for layer, result in results.items():
         m = result.metrics
         rows[str(layer)] = {"median_r": m["median_score"], "mean_r": m["mean_score"],
                             "n_significant": m["n_significant"], "percent_significant": m["percent_significant"],
-                            "median_normalized_r": m["median_normalized_score"]}
+                            "median_normalized_r": m["median_normalized_score"],
+                            "n_normalized_voxels": m.get("n_normalized_voxels", 0),
+                            "significance_test": m.get("significance_test")}
     finite = {k: v["median_r"] for k, v in rows.items() if np.isfinite(v["median_r"])}
-    best = int(max(finite, key=finite.get)) if finite else None
-    return {"layers": rows, "best_layer": best}
+    by_median = int(max(finite, key=finite.get)) if finite else None
+    layers = list(results)
+    rule = None
+    if layers and all("correlations" in results[l].arrays for l in layers):
+        correlations = np.stack([np.asarray(results[l].arrays["correlations"], dtype=np.float64) for l in layers])
+        masks = (np.stack([np.asarray(results[l].arrays["significant_mask"], dtype=bool) for l in layers])
+                 if all("significant_mask" in results[l].arrays for l in layers) else None)
+        rule = best_layer(layers, correlations, masks)
+    best = rule["best_layer"] if rule and rule["best_layer"] is not None else by_median
+    return {"layers": rows, "best_layer": best, "best_layer_rule": rule, "best_layer_by_median_r": by_median}
 
 
 def best_layer_per_voxel(correlations: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -536,7 +598,8 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
             with timer("save"):
                 writer.write_layer(layer, result.metrics, result.arrays, result.weights)
             progress("save", index + 1, len(layers), f"layer {layer}")
-            results[layer] = LayerResult(result.metrics, {"correlations": result.arrays["correlations"]})
+            results[layer] = LayerResult(result.metrics, {key: result.arrays[key] for key in
+                                                          ("correlations", "significant_mask")})
             logger.info("Layer %d: median r = %.4f, %d significant", layer, result.metrics["median_score"],
                         result.metrics["n_significant"])
         check_cancel(cancel)

@@ -50,10 +50,13 @@ logger = logging.getLogger(__name__)
 RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 COMPLETE, RUNNING, FAILED, CANCELLED, INCOMPLETE = "complete", "running", "failed", "cancelled", "incomplete"
 VOXEL_ARRAY_KEYS = (
-    "correlations", "r2", "p_values", "permutation_p_values", "corrected_p_values", "significant_mask",
+    "correlations", "r2", "p_values", "parametric_iid_p_values", "corrected_p_values", "significant_mask",
     "best_alphas", "noise_ceiling", "normalized_correlations",
 )
-"""Per-voxel arrays the pipeline writes for each layer (others, e.g. fold arrays, are allowed)."""
+"""Per-voxel arrays the pipeline writes for each layer (others, e.g. fold arrays and the
+(n_alphas, n_voxels) ``cv_scores``, are allowed). ``p_values`` are those of the run's
+significance test (``metrics["significance"]``), the ones BH-FDR corrected; runs written
+before the calibrated tests hold ``permutation_p_values`` instead of ``parametric_iid_p_values``."""
 
 
 def new_run_id(now: Optional[_dt.datetime] = None) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from encoding_core.common.errors import InputError
-from encoding_core.config import REFERENCE_ALPHAS, ExperimentConfig, RidgeConfig, StatsConfig
+from encoding_core.config import OUTER_FOLD_TYPES, REFERENCE_ALPHAS, ExperimentConfig, RidgeConfig, StatsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +92,27 @@ class NestedCVModel:
     not given: alphas (default ``logspace(-1, 8, 10)``); n_splits: inner folds; chunk_length:
     TRs per chunk; normalpha: alpha scaled by the largest singular value of X; single_alpha:
     one alpha for all voxels; fold_type; trim_size; n_outer_folds; seed (folds, permutations);
-    device. Statistics: n_permutations (block permutation test; ``None`` = not asked for, so
-    ``fit_predict`` uses the reference's parametric p-values, and the experiment pipeline our
-    default of 1000), block_length (TRs), fdr_q (the FDR level, the reference's ``alpha_fdr``).
-    save_weights: keep the weights in the run store (``fit_predict`` always returns them).
-    outer_fold_type: outer folds of CV mode; None follows ``folding_type`` (the reference);
-    ``"contiguous"`` / ``"story"`` give the experiment pipeline's outer folds (exported scripts).
+    device; save_weights: keep the weights in the run store (``fit_predict`` always returns
+    them); outer_fold_type: outer folds of CV mode (``story``, ``contiguous``, ``trimmed`` or any
+    fold kind); None follows ``folding_type`` (the reference).
+
+    Statistics (see :class:`~encoding_core.config.StatsConfig`): test (``effective_dof``,
+    ``block_permutation``, ``parametric_iid``) and alternative (``greater``, ``two-sided``).
+    Left as None, they are the reference's: the textbook two-sided t-test on r
+    (``parametric_iid``), or two-sided block permutation when n_permutations is given. The
+    experiment pipeline and the app use our calibrated default instead (``effective_dof``,
+    one-sided, see the README's Statistics section); pass ``test="effective_dof",
+    alternative="greater"`` here for the same. n_permutations (``None`` = not asked for; the
+    pipeline's default is 1000), block_length (TRs, None = chosen from the data), fdr_q (the FDR
+    level, the reference's ``alpha_fdr``).
     """
 
     def __init__(self, model_name: str = "ridge_regression", alphas: Optional[Sequence[float]] = None,
                  n_splits: int = 5, chunk_length: int = 20, normalpha: bool = True, single_alpha: bool = False,
                  fold_type: str = "chunked", trim_size: int = 5, n_outer_folds: int = 5, seed: int = 0,
-                 device: str = "cpu", n_permutations: Optional[int] = None, block_length: int = 10,
-                 fdr_q: float = 0.05, save_weights: bool = False, outer_fold_type: Optional[str] = None) -> None:
+                 device: str = "cpu", n_permutations: Optional[int] = None, block_length: Optional[int] = None,
+                 fdr_q: float = 0.05, save_weights: bool = False, outer_fold_type: Optional[str] = None,
+                 test: Optional[str] = None, alternative: Optional[str] = None) -> None:
         if model_name != "ridge_regression":
             logger.info("NestedCVModel(model_name=%r): the name is stored; the model is ridge regression with "
                         "nested cross-validation, as in the reference.", model_name)
@@ -115,9 +123,14 @@ class NestedCVModel:
             alphas=[float(a) for a in (REFERENCE_ALPHAS if alphas is None else alphas)], normalpha=bool(normalpha),
             single_alpha=bool(single_alpha), n_inner_folds=int(n_splits), n_outer_folds=int(n_outer_folds),
             fold_type=_fold_kind(fold_type), chunk_length=int(chunk_length), trim_size=int(trim_size),
-            seed=int(seed), device=device, save_weights=bool(save_weights))
-        self.stats_config = StatsConfig(n_permutations=1000 if n_permutations is None else int(n_permutations),
-                                        block_length=int(block_length), fdr_q=float(fdr_q), seed=int(seed))
+            seed=int(seed), device=device, save_weights=bool(save_weights),
+            outer_fold_type=self.outer_fold_type if self.outer_fold_type in OUTER_FOLD_TYPES else "story")
+        if test is None:
+            test = "block_permutation" if self.permutations_requested else "parametric_iid"
+        self.stats_config = StatsConfig(test=str(test), alternative="two-sided" if alternative is None else str(alternative),
+                                        n_permutations=1000 if n_permutations is None else int(n_permutations),
+                                        block_length=None if block_length is None else int(block_length),
+                                        fdr_q=float(fdr_q), seed=int(seed))
         self.last_result = None
         ExperimentConfig(ridge=self.ridge_config, stats=self.stats_config).validate()
 
@@ -147,9 +160,11 @@ class NestedCVModel:
         - ``n_outer_folds`` (5), ``n_inner_folds`` (5), ``chunk_length`` (20 TRs), ``alphas``
           (``logspace(-1, 8, 10)``), ``single_alpha`` (False), ``normalpha`` (True): our ridge
           with the reference's alpha convention (``W = V diag(S/(S^2 + (alpha S0)^2)) U'Y``).
-        - ``alpha_fdr`` (0.05): the Benjamini-Hochberg level. Significance is the reference's:
-          parametric two-sided Pearson p-values + BH, unless this model was built with
-          ``n_permutations > 0``; then BH runs on block-permutation p-values instead.
+        - ``alpha_fdr`` (0.05): the Benjamini-Hochberg level, applied to the p-values of the
+          constructor's ``test``/``alternative``: by default the reference's parametric two-sided
+          Pearson p-values, or block-permutation p-values when the model was built with
+          ``n_permutations > 0``. ``metrics["significance"]`` records the test that ran and
+          ``metrics["significance_test"]`` its label.
         - ``use_gpu`` (True): ``cuda`` or ``mps`` when present, else the CPU, silently.
         - ``use_corr`` (True): alphas chosen by held-out correlation; False: by
           ``sign(R2) sqrt(|R2|)`` as the reference. The reported score is always Pearson r.
@@ -197,6 +212,10 @@ class NestedCVModel:
         if kind in ("story", "group") and group_array is None:
             raise InputError(f"folding_type {kind!r} needs groups= (the group, e.g. story, of every row).")
         score = "r" if use_corr else "r2"
+        outer = self.outer_fold_type or kind
+        if X_test is None and outer in ("story", "group") and group_array is None:
+            raise InputError(f"Without X_test the outer folds are {outer!r} folds: pass groups= (the story index of "
+                             "every row), or NestedCVModel(outer_fold_type=\"contiguous\").")
         if X_test is not None:
             Xt, Yt = _as_matrix(X_test, "X_test"), _as_matrix(y_test, "y_test")
             if Xt.shape[1] != X.shape[1] or Yt.shape[1] != Y.shape[1] or Xt.shape[0] != Yt.shape[0]:
@@ -209,15 +228,15 @@ class NestedCVModel:
         else:
             if group_array is None:
                 group_array = np.zeros(X.shape[0], dtype=int)
-            outer = self.outer_fold_type or kind
             result = fit_cross_validated(X, Y, group_array, ridge, stats, outer_kind=outer, score=score,
                                          normalize_features=normalize_features,
                                          normalize_targets=normalize_targets, mean_weights=True)
             fold_alphas = result.arrays["fold_best_alphas"]
             result.arrays["best_alphas_fold_median"] = np.median(fold_alphas, axis=0)
             result.arrays["best_alphas"] = fold_alphas.mean(axis=0)
-        result.metrics["significance_test"] = ("block_permutation" if stats.n_permutations > 0
-                                               else "parametric")
+            # the reference reports the mean of the folds' r; the pooled r behind the p-values stays
+            result.arrays["pooled_correlations"] = result.arrays["correlations"]
+            result.arrays["correlations"] = result.arrays["fold_mean_correlations"]
         result.metrics["alpha_fdr"] = fdr_q
         self.last_result = result
         metrics = self._reference_metrics(result)
@@ -246,7 +265,9 @@ class NestedCVModel:
         if not 0 < fdr_q < 1:
             raise InputError(f"alpha_fdr must be between 0 and 1 (e.g. 0.05); got {alpha_fdr!r}.")
         stats = dataclasses.replace(self.stats_config, fdr_q=fdr_q,
-                                    n_permutations=self.stats_config.n_permutations if self.permutations_requested else 0)
+                                    n_permutations=self.stats_config.n_permutations
+                                    if self.permutations_requested or self.stats_config.test == "block_permutation"
+                                    else 0)
         return ridge, stats
 
     @staticmethod
@@ -254,8 +275,9 @@ class NestedCVModel:
         """The reference's metrics dict (its keys first) from a LayerResult, with ours riding along."""
         arrays, metrics = result.arrays, dict(result.metrics)
         r = np.asarray(arrays["correlations"])
-        out: dict[str, Any] = {key: metrics[key] for key in
-                               ("median_score", "mean_score", "std_score", "min_score", "max_score")}
+        finite = r[np.isfinite(r)].astype(np.float64)
+        out: dict[str, Any] = {f"{stat}_score": float(getattr(np, stat)(finite)) if finite.size else float("nan")
+                               for stat in ("median", "mean", "std", "min", "max")}
         out.update({"best_alphas": arrays["best_alphas"], "correlations": r, "p_values": arrays["p_values"],
                     "corrected_p_values": arrays["corrected_p_values"],
                     "significant_mask": arrays["significant_mask"], "n_significant": metrics["n_significant"],

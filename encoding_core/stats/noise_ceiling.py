@@ -50,18 +50,40 @@ def noise_ceiling(repeats: Any, averaged_target: bool = False) -> tuple[np.ndarr
     return explainable, ceiling
 
 
-def normalize_by_ceiling(r: Any, ceiling_r: Any, min_ceiling: float = 0.1) -> np.ndarray:
-    """``r / ceiling_r`` per voxel; voxels with ceiling below ``min_ceiling`` get 0 (counted)."""
-    rr = np.nan_to_num(np.asarray(r, dtype=np.float64))
-    cc = np.nan_to_num(np.asarray(ceiling_r, dtype=np.float64))
+MIN_CEILING = 0.1
+"""Ceiling correlations below this are unusable for normalisation (r / ceiling explodes)."""
+
+
+def normalize_by_ceiling(r: Any, ceiling_r: Any, min_ceiling: float = MIN_CEILING) -> np.ndarray:
+    """``r / ceiling_r`` per voxel -> (v,) float64; NaN where the ceiling is unusable.
+
+    A ceiling below ``min_ceiling`` (or NaN) makes the ratio meaningless, so those voxels
+    get NaN, never 0: a summary over them would otherwise count "no ceiling" as "no signal"
+    (summarise with :func:`normalized_summary`, over the finite values only). NaN r stays NaN.
+    """
+    rr = np.asarray(r, dtype=np.float64)
+    cc = np.asarray(ceiling_r, dtype=np.float64)
     if rr.shape != cc.shape:
         raise InputError(f"r and ceiling_r must have the same shape; got {rr.shape} and {cc.shape}.")
-    usable = cc >= min_ceiling
+    usable = np.isfinite(cc) & (cc >= min_ceiling)
     n_low = int((~usable).sum())
     if n_low:
-        logger.info("normalize_by_ceiling: %d of %d voxels have a ceiling below %.3g; set to 0.",
+        logger.info("normalize_by_ceiling: %d of %d voxels have no usable ceiling (below %.3g or NaN); set to NaN.",
                     n_low, rr.size, min_ceiling)
-    return np.divide(rr, cc, out=np.zeros_like(rr), where=usable)
+    return np.divide(rr, cc, out=np.full_like(rr, np.nan), where=usable)
+
+
+def normalized_summary(normalized: Any, min_ceiling: float = MIN_CEILING) -> dict[str, Any]:
+    """Median (and count) of ceiling-normalised r over the voxels with a usable ceiling.
+
+    normalized: (v,) from :func:`normalize_by_ceiling` (NaN = no usable ceiling). Returns
+    ``{"median", "n_voxels" (finite values summarised), "n_total", "min_ceiling"}``; the
+    median is NaN when no voxel has a usable ceiling.
+    """
+    values = np.asarray(normalized, dtype=np.float64).ravel()
+    finite = values[np.isfinite(values)]
+    return {"median": float(np.median(finite)) if finite.size else float("nan"), "n_voxels": int(finite.size),
+            "n_total": int(values.size), "min_ceiling": float(min_ceiling)}
 
 
 REPEAT_MEAN_MIN_R = 0.999

@@ -2,7 +2,8 @@
 
 - :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 or any :class:`BrainSurface` (interactive,
   four-view PNG), glass brain;
-- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, audio and settings pictures.
+- :mod:`~encoding_core.viz.plots`: histograms, layer profiles, alpha choices, audio and settings pictures;
+- :mod:`~encoding_core.viz.atlas`: anatomical regions (nilearn's Destrieux atlas, when on disk).
 
 Imports only :mod:`encoding_core.common`.
 """
@@ -26,6 +27,7 @@ from encoding_core.viz.surfaces import (
     warm_up,
 )
 from encoding_core.viz.plots import (
+    alpha_choice_figure,
     correlation_histogram,
     kernel_figure,
     layer_profile_figure,
@@ -40,6 +42,7 @@ from encoding_core.viz.plots import (
 )
 
 __all__ = [
+    "alpha_choice_figure",
     "BrainSurface",
     "FOUR_VIEWS",
     "HEMISPHERES",

@@ -87,6 +87,30 @@ def layer_profile_figure(layers: Sequence[int], median_r: Sequence[float], n_sig
     return fig
 
 
+def alpha_choice_figure(alphas: Sequence[float], counts: Sequence[int],
+                        mean_cv_score: Optional[Sequence[float]] = None, title: str = "Ridge penalty (alpha) per voxel"):
+    """Histogram of the chosen alpha (bars, voxels per grid value) and the mean inner-CV score per alpha
+    (line, right axis), alphas on a log axis as categories in grid order (plotly)."""
+    import plotly.graph_objects as go
+
+    labels = [f"{float(a):g}" for a in alphas]
+    counts = [int(c) for c in counts]
+    if len(labels) != len(counts):
+        raise InputError(f"alphas ({len(labels)}) and counts ({len(counts)}) must have the same length.")
+    edges = {0, len(labels) - 1}
+    fig = go.Figure()
+    fig.add_bar(x=labels, y=counts, name="voxels choosing it",
+                marker_color=["#d6604d" if i in edges else "#92c5de" for i in range(len(labels))])
+    if mean_cv_score is not None and len(mean_cv_score) == len(labels):
+        fig.add_scatter(x=labels, y=[float(v) for v in mean_cv_score], mode="lines+markers", yaxis="y2",
+                        name="mean inner-CV r over voxels", marker_color="#2166ac")
+    fig.update_layout(title=title, xaxis={"title": "alpha (grid order; the ends in red)", "type": "category"},
+                      yaxis={"title": "voxels"},
+                      yaxis2={"title": "mean inner-CV r", "overlaying": "y", "side": "right"},
+                      height=320, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
 def tsnr(brain_data: Sequence[np.ndarray]) -> np.ndarray:
     """Temporal SNR per voxel: mean / std over all TRs of all stories, ``(n_voxels,)``.
 

@@ -333,13 +333,11 @@ def test_demo_config_fits_the_assembly_and_the_budget(assembly):
     assert config.assembly.path == "demo" and config.assembly.test_story == assembly.stories[-1]
     assert config.features.model_name == "bundled/whisper-tiny.en" and config.layers == "all"
     assert config.features.pool == "mean" and config.features.context_size == 8.0
-    assert config.ridge.mode == "train_test"
-    # BH-FDR can only declare k of 20484 vertices significant if the smallest possible
-    # permutation p-value, 1 / (n + 1), is <= q k / 20484: the preset must allow that for
-    # about the number of vertices the two speech-driven regions hold.
-    truth = ground_truth_maps()
-    k = int(truth["mask_auditory"].sum() + truth["mask_sts"].sum())
-    assert 1.0 / (config.stats.n_permutations + 1) <= config.stats.fdr_q * k / 20484
+    # all stories (CV), one story per outer fold, the calibrated default test, one-sided
+    assert (config.ridge.mode, config.ridge.outer_fold_type) == ("cv", "story")
+    assert (config.stats.test, config.stats.alternative, config.stats.fdr_q) == ("effective_dof", "greater", 0.05)
+    # a fallback threshold's null (permutations) can reach the 95th percentile of the maximum
+    assert config.stats.n_permutations >= 100 and config.stats.fallback_statistic == "max"
     t = config.alignment.trimming
     assert (t.train_features_start, t.train_features_end) == (t.train_targets_start, t.train_targets_end)
     assert (t.test_features_start, t.test_features_end) == (t.test_targets_start, t.test_targets_end)

@@ -66,14 +66,47 @@ def test_word_rate_region_is_found_in_a_deeper_layer(region_medians):
     assert max(auditory, key=auditory.get) <= best_sts
 
 
-def test_smallest_permutation_p_values_fall_in_planted_regions(demo_run, region_medians):
-    """With one 46-TR test story the block permutation test has little power (BH-FDR over
-    20484 vertices usually accepts none), but the vertices that reach the smallest possible
-    p-value must be mostly planted ones (they are 1.7% of the surface)."""
+def test_significant_vertices_are_the_planted_ones(demo_run):
+    """The demo against its ground truth (BH-FDR q = 0.05, the preset's calibrated one-sided test):
+    of the vertices declared significant, at least 90 % lie inside the planted regions in every
+    layer, and at least half of the auditory region is found in its best layer."""
+    from encoding_core.demo.evaluate import ground_truth_scores
+
     truth = ground_truth_maps()
-    auditory = region_medians["auditory"]
-    best = max(auditory, key=auditory.get)
-    p = demo_run.arrays(best)["permutation_p_values"]
-    smallest = p <= 1.5 / (demo_run.config.stats.n_permutations + 1)
-    assert smallest.sum() >= 10
-    assert (smallest & truth["mask_any"]).sum() >= 0.5 * smallest.sum()
+    scores = {layer: ground_truth_scores(demo_run.arrays(layer)["significant_mask"], truth)
+              for layer in demo_run.layers}
+    for layer, score in scores.items():
+        logger.warning("demo preset, layer %d: %d significant, precision %.3f, recall %s", layer,
+                       score["n_significant"], score["precision"],
+                       {k: round(v, 2) for k, v in score["recall"].items()})
+        assert score["n_significant"] == 0 or score["precision"] >= 0.9, (layer, score)
+    assert max(score["recall"]["auditory"] for score in scores.values()) >= 0.5
+    assert sum(score["n_significant"] for score in scores.values()) > 0
+    metrics = demo_run.metrics(demo_run.layers[0])
+    assert metrics["significance"]["test"] == "effective_dof" and metrics["significance"]["alternative"] == "greater"
+    assert metrics["significance"]["variance_factor"]["median"] > 1.5  # pooled folds are not independent
+
+
+def test_null_vertices_are_not_called_significant_more_than_nominal(demo_run):
+    """Outside every planted region there is no signal: the test's p-values there are calibrated
+    (measured 3.4-4.4 % at a nominal 5 %; without the cross-fold correction 10-11 %)."""
+    truth = ground_truth_maps()
+    outside = ~truth["mask_any"]
+    for layer in demo_run.layers:
+        p = demo_run.arrays(layer)["p_values"][outside]
+        assert np.mean(p <= 0.05) <= 0.065, layer
+        assert np.mean(p <= 0.01) <= 0.015, layer
+
+
+def test_best_layer_rule_and_region_table(demo_run, region_medians):
+    """The run names its best-layer rule; the acoustic region peaks in an early layer."""
+    from encoding_core.studio import region_rows
+
+    rule = demo_run.summary["best_layer_rule"]
+    assert rule["rule"] == "significant" and rule["label"].startswith("median r over the ")
+    rows, source = region_rows(demo_run)
+    assert "planted regions" in source
+    by_region = {row["region"]: row for row in rows}
+    auditory = by_region[DEMO_REGIONS["auditory"].label]
+    assert auditory["best layer"] == max(region_medians["auditory"], key=region_medians["auditory"].get)
+    assert auditory["best layer"] <= 1

@@ -80,6 +80,7 @@ def test_train_test_matches_an_independent_sklearn_computation(tmp_path):
     config = planted_config(tmp_path, alphas=[3.0], normalpha=False)
     config.layers = [1]
     config.stats.n_permutations = 0
+    config.stats.test, config.stats.alternative = "parametric_iid", "two-sided"
     run = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
                                                            feature_source=planted.source))
     stories = planted.assembly.stories_list
@@ -92,7 +93,10 @@ def test_train_test_matches_an_independent_sklearn_computation(tmp_path):
     np.testing.assert_allclose(arrays["correlations"], expected, atol=2e-4)
     r2 = 1 - ((Y_test - predicted) ** 2).sum(0) / ((Y_test - Y_test.mean(0)) ** 2).sum(0)
     np.testing.assert_allclose(arrays["r2"], r2, atol=5e-4)
-    # parametric p-values, BH-FDR on them (no permutations)
+    # the run's test (textbook t-test, two-sided, as scipy's pearsonr), BH-FDR on its p-values
+    assert run.metrics(1)["significance"]["test"] == "parametric_iid"
+    assert run.metrics(1)["significance_test"].startswith("t-test assuming independent TRs (")
+    assert run.metrics(1)["significance_test"].endswith("), two-sided")
     p_expected = np.array([scipy.stats.pearsonr(Y_test[:, v], predicted[:, v])[1] for v in range(Y_test.shape[1])])
     np.testing.assert_allclose(arrays["p_values"], p_expected, rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(arrays["corrected_p_values"],
@@ -104,23 +108,29 @@ def test_train_test_matches_an_independent_sklearn_computation(tmp_path):
 def test_cv_mode_matches_contiguous_kfold_reference(tmp_path):
     planted = make_planted(n_stories=3, seed=5)
     config = planted_config(tmp_path, alphas=[2.0], normalpha=False, mode="cv", n_outer_folds=3,
-                            fold_type="contiguous")
+                            fold_type="contiguous", outer_fold_type="contiguous")
     config.layers = [1]
     run = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
                                                            feature_source=planted.source))
     X = np.vstack([_reference_design(planted, 1, s, 5, -2) for s in planted.assembly.stories_list])
     Y = np.vstack([_reference_targets(s, 5, -2) for s in planted.assembly.stories_list])
-    fold_r = []
+    fold_r, pooled = [], np.zeros_like(Y)
     for train, test in KFold(n_splits=3).split(X):
         predicted = Ridge(alpha=4.0, fit_intercept=False).fit(X[train], Y[train]).predict(X[test])
+        pooled[test] = predicted
         fold_r.append([np.corrcoef(Y[test][:, v], predicted[:, v])[0, 1] for v in range(Y.shape[1])])
     arrays = run.arrays(1)
     np.testing.assert_allclose(arrays["fold_correlations"], np.array(fold_r), atol=2e-4)
-    np.testing.assert_allclose(arrays["correlations"], np.mean(fold_r, axis=0), atol=2e-4)
+    np.testing.assert_allclose(arrays["fold_mean_correlations"], np.mean(fold_r, axis=0), atol=2e-4)
+    # the statistics (and the map) use the pooled held-out predictions of every TR
+    np.testing.assert_allclose(arrays["correlations"],
+                               [scipy.stats.pearsonr(Y[:, v], pooled[:, v])[0] for v in range(Y.shape[1])], atol=2e-4)
     assert arrays["majority_significant_mask"].dtype == bool
     assert arrays["majority_significant_mask"][: planted.n_signal].mean() >= 0.9
     metrics = run.metrics(1)
-    assert metrics["mode"] == "cv" and metrics["n_outer_folds"] == 3
+    assert metrics["mode"] == "cv" and metrics["n_outer_folds"] == 3 and metrics["outer_fold_type"] == "contiguous"
+    # 3 equal stories, 3 contiguous folds: the folds coincide with the stories, 3 segments
+    assert metrics["significance"]["n_stories"] == 3
     assert metrics["n_majority_significant"] == int(arrays["majority_significant_mask"].sum())
 
 
@@ -182,14 +192,20 @@ def test_cancel_between_layers_marks_the_run_cancelled(tmp_path):
 def test_too_short_test_story_for_the_permutation_blocks_fails_before_features(tmp_path):
     planted = make_planted()
     config = planted_config(tmp_path)
-    config.stats.block_length = 40  # the test story keeps 75 TRs: only one whole block
+    config.stats.test = "block_permutation"
+    config.stats.block_length = 25  # the test story keeps 75 TRs: 3 whole blocks, 6 orders, p >= 1/6
     calls = []
 
     def source(story, progress=None, cancel=None):
         calls.append(story.name)
         return planted.features[story.name]
 
-    with pytest.raises(ConfigError, match="stats.block_length"):
+    with pytest.raises(ConfigError, match="stats.block_length = 25 TRs leave at most 3 blocks"):
+        run_experiment(config, assembly=planted.assembly, feature_source=source)
+    assert calls == []
+    config.stats.block_length = None  # chosen from the data, at least 20 s = 10 TRs: 7 blocks, fine
+    config.stats.min_block_s = 60.0  # at least 30 TRs: 2 blocks
+    with pytest.raises(ConfigError, match="min_block_s = 60 s"):
         run_experiment(config, assembly=planted.assembly, feature_source=source)
     assert calls == []
 
@@ -303,3 +319,65 @@ def test_lebel_folder_options_reach_the_loader_the_run_config_and_the_export(tmp
     old = toml.replace('tr_time_convention = "onset"\n', "").replace("skip_missing = true\n", "")
     assert ExperimentConfig.from_toml(old).assembly.tr_time_convention == "midpoint"  # older TOML files load
     assert built["sweetaspie"].run_trs == 177
+
+
+def test_zscoring_never_uses_held_out_statistics(tmp_path):
+    """Changing the held-out story (train/test) or any one story (cv) changes no other story's values."""
+    import copy
+
+    from encoding_core.experiment.pipeline import prepare_features, prepare_targets
+
+    planted = make_planted(seed=11)
+    for mode in ("train_test", "cv"):
+        config = planted_config(tmp_path, mode=mode)
+        changed_name = planted.assembly.stories[-1]
+        other = copy.deepcopy(planted.assembly)
+        story = other.story(changed_name)
+        story.brain_data = (story.brain_data * 5.0 + 3.0 + np.random.default_rng(1).standard_normal(
+            story.brain_data.shape)).astype(np.float32)
+        features = dict(planted.features)
+        f = planted.features[changed_name]
+        features[changed_name] = type(f)(f.times, [layer * 4.0 - 2.0 for layer in f.layers])
+        before_y, after_y = prepare_targets(planted.assembly, config), prepare_targets(other, config)
+        before_x = prepare_features(planted.features, planted.assembly, config, 1)
+        after_x = prepare_features(features, other, config, 1)
+        kept = [n for n in planted.assembly.stories if n != changed_name]
+        for name in kept:  # bit-identical: no statistic of the changed story reached them
+            np.testing.assert_array_equal(before_y.train[name], after_y.train[name])
+            np.testing.assert_array_equal(before_x.train[name], after_x.train[name])
+        # the changed story is z-scored with its own mean and standard deviation (scipy, per column)
+        changed_y = after_y.test if mode == "train_test" else after_y.train[changed_name]
+        part = "test" if mode == "train_test" else "train"
+        t = config.alignment.trimming
+        start, end = getattr(t, f"{part}_targets_start"), getattr(t, f"{part}_targets_end")
+        np.testing.assert_allclose(changed_y, _reference_targets(story, start, end), atol=1e-5)
+
+
+def test_normalised_r_is_nan_without_a_usable_ceiling_and_its_median_skips_those(tmp_path):
+    planted = make_planted(repeats=4, seed=7)
+    config = planted_config(tmp_path)
+    config.layers = [1]
+    run = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
+                                                           feature_source=planted.source))
+    arrays, metrics = run.arrays(1), run.metrics(1)
+    unusable = ~(arrays["noise_ceiling"] >= 0.1)  # voxels without signal: ceiling ~0
+    assert 3 <= unusable.sum() <= 30 - planted.n_signal
+    assert np.isnan(arrays["normalized_correlations"][unusable]).all()
+    usable = arrays["normalized_correlations"][~unusable]
+    assert metrics["n_normalized_voxels"] == int((~unusable).sum())
+    assert metrics["median_normalized_score"] == pytest.approx(float(np.median(usable)), rel=1e-5)
+    assert run.summary["layers"]["1"]["n_normalized_voxels"] == metrics["n_normalized_voxels"]
+
+
+def test_alpha_edge_warning_is_recorded_in_the_run(tmp_path):
+    planted = make_planted(seed=2)
+    config = planted_config(tmp_path, alphas=[1e5, 1e6])  # far too strong: signal voxels sit at the low end
+    config.layers = [1]
+    run = RunStore(config.results_dir).load(run_experiment(config, assembly=planted.assembly,
+                                                           feature_source=planted.source))
+    diagnostics = run.metrics(1)["alpha_diagnostics"]
+    assert diagnostics["alphas"] == [1e5, 1e6] and sum(diagnostics["counts"]) == 30
+    assert diagnostics["share_smallest"] > 0.05
+    assert any("smallest alpha (100000)" in w and "Widen the alpha grid" in w for w in diagnostics["warnings"])
+    assert len(diagnostics["mean_cv_score_per_alpha"]) == 2
+    assert run.arrays(1)["cv_scores"].shape == (2, 30)

@@ -64,7 +64,9 @@ def test_train_test_mode_returns_the_reference_tuple_and_statistics():
     np.testing.assert_array_equal(metrics["significant_mask"], bh <= 0.05)
     assert metrics["n_significant"] == int((bh <= 0.05).sum())
     assert metrics["percent_significant"] == pytest.approx(100 * (bh <= 0.05).mean())
-    assert metrics["significance_test"] == "parametric"
+    assert metrics["significance"]["test"] == "parametric_iid"
+    assert metrics["significance"]["alternative"] == "two-sided"
+    assert "independent TRs" in metrics["significance_test"] and "two-sided" in metrics["significance_test"]
     significant = np.asarray(metrics["correlations"])[metrics["significant_mask"]]
     assert metrics["median_significant_score"] == pytest.approx(np.median(significant))
     assert metrics["max_significant_score"] == pytest.approx(significant.max())
@@ -146,9 +148,10 @@ def test_constructor_permutations_switch_significance_to_block_permutation():
     X, Y = data()
     model = NestedCVModel(n_permutations=50, block_length=10)
     metrics, _, _ = model.fit_predict(X[:180], Y[:180], X[180:], Y[180:], alpha_fdr=0.1, use_gpu=False)
-    assert metrics["significance_test"] == "block_permutation"
-    assert np.all(np.isfinite(metrics["permutation_p_values"]))
-    bh = scipy.stats.false_discovery_control(metrics["permutation_p_values"])
+    assert metrics["significance"]["test"] == "block_permutation"
+    assert metrics["significance"]["block_length"] == 10
+    assert np.all(np.isfinite(metrics["p_values"])) and np.all(metrics["p_values"] >= 1 / 51)
+    bh = scipy.stats.false_discovery_control(metrics["p_values"])
     np.testing.assert_array_equal(metrics["significant_mask"], bh <= 0.1)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from encoding_core.models.folds import make_folds
 from encoding_core.downsample.preprocessing import zscore
 from encoding_core.models.ridge import ridge_nested_cv
-from encoding_core.stats.significance import block_permutation_pvalues, fdr_bh, pearson_pvalues
+from encoding_core.stats.significance import fdr_bh, significance
 from encoding_core.stats.noise_ceiling import noise_ceiling
 from encoding_core.stats.scores import pearson_r
 
@@ -40,11 +40,10 @@ def test_constant_and_nan_voxels_score_zero_with_warning(caplog):
     pred = fit.predict(X)
     r = pearson_r(Y, pred)
     assert np.isfinite(r).all() and r[0] == 0 and r[1] == 0 and np.isfinite(np.median(r))
-    p = pearson_pvalues(r, 120)
-    assert np.isfinite(p).all() and p[0] == 1.0
-    assert np.isfinite(fdr_bh(p)[1]).all()
-    perm = block_permutation_pvalues(Y, pred, block_length=10, n_permutations=50)
-    assert perm[0] == 1.0 and perm[1] == 1.0 and np.isfinite(perm).all()
+    for test in ("effective_dof", "parametric_iid", "block_permutation"):
+        p = significance(Y, pred, test=test, block_length=10, n_permutations=50).p_values
+        assert np.isfinite(p).all() and p[0] == 1.0 and p[1] == 1.0, test
+        assert np.isfinite(fdr_bh(p)[1]).all()
 
 
 def test_zero_variance_features_and_all_zero_features():
