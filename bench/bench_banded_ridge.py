@@ -14,7 +14,8 @@ Full size (the brief): n = 6000 TRs, two spaces of 384 and 80 features x 4 delay
 method on the signal voxels, compared with the naive loop.
 
     python bench/bench_banded_ridge.py --small
-    python bench/bench_banded_ridge.py            # full size: long (tens of minutes) on 2 cores
+    python bench/bench_banded_ridge.py --voxels 2048   # full n and p, 2048 voxels (himalaya: about 1 h on 2 shared cores)
+    python bench/bench_banded_ridge.py            # the issue's size (v = 20484): several hours here
 """
 from __future__ import annotations
 
