@@ -35,6 +35,8 @@ _LAZY = {
     "WordRateFeatureExtractor": "features.lowlevel_features", "FIR": "features.FIR_expander",
     "Downsampler": "downsample.downsampling",
     "NestedCVModel": "models.nested_cv",
+    "banded_ridge_nested_cv": "models.banded_ridge", "BandedRidgeFit": "models.banded_ridge",
+    "variance_partitioning": "models.variance_partitioning",
     "AbstractTrainer": "trainer",
     "run_experiment": "experiment.pipeline",
     "RunStore": "experiment.runstore",

@@ -41,6 +41,11 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="run on a Dask cluster: the scheduler's address, e.g. tcp://HOST:8786")
     cluster.add_argument("--workers", type=int, metavar="N", help="run on N local Dask worker processes")
     common(sweep)
+    compare = sub.add_parser("compare", help="every layer of several models on CONFIG.toml's targets, as one run "
+                                             "group with a model x layer table")
+    compare.add_argument("config", help="experiment TOML file (speech or language_model features)")
+    compare.add_argument("--models", required=True, help="comma-separated model names or folders")
+    common(compare)
     demo = sub.add_parser("demo", help="run the built-in simulated demo end to end, all layers")
     common(demo)
     runs = sub.add_parser("runs", help="list runs in the results folder")
@@ -98,6 +103,21 @@ def summary_table(run: Any) -> str:
     return "\n".join(lines)
 
 
+def partition_table(run: Any) -> str:
+    """Plain-text variance partition of a joint feature-space run: median r² and negative voxels per map."""
+    import numpy as np
+
+    metrics, arrays = run.metrics(0), run.arrays(0)
+    negative = metrics.get("n_negative", {})
+    header = f"{'map':<28}  {'median r2':>9}  {'mean r2':>9}  {'negative voxels (kept)':>22}"
+    lines = ["variance partition on the test story (r2):", header, "-" * len(header)]
+    for name in [*negative]:
+        values = np.asarray(arrays[name], dtype=np.float64)
+        lines.append(f"{name:<28}  {_format(float(np.nanmedian(values))):>9}  {_format(float(np.nanmean(values))):>9}  "
+                     f"{negative[name]:>22}")
+    return "\n".join(lines)
+
+
 def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None) -> int:
     from encoding_core.experiment.pipeline import run_experiment
     from encoding_core.common.progress import TqdmProgress
@@ -127,12 +147,18 @@ def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None)
               "share of each region found = recall):")
         for row in truth:
             print("  " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+    if config.feature_spaces and config.banded.mode == "joint":
+        print(partition_table(run))
     print(f"run {run_id}: {run.path}")
     return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _load_config(args)
+    if config.feature_spaces:  # one banded / variance-partitioning fit; each space names its own layer
+        if args.layer is not None:
+            raise ConfigError(f"{args.config} has [[feature_spaces]]: each space gives its own layer; drop --layer.")
+        return _run(config.validate(), args.quiet)
     if args.layer is not None:
         config.layers = [args.layer]
     if config.layers == "all" or len(config.layers) != 1:
@@ -175,6 +201,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from encoding_core.common.progress import TqdmProgress
+    from encoding_core.experiment.comparison import comparison_table, run_model_layer_comparison
+
+    config = _load_config(args)
+    progress = None if args.quiet else TqdmProgress()
+    try:
+        group_id = run_model_layer_comparison(config, args.models.split(","), progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    header = f"{'model':<40}  {'layer':>5}  {'median r':>9}  {'median r (sig.)':>15}  {'n sig':>7}"
+    print(header)
+    print("-" * len(header))
+    for row in comparison_table(config.results_dir, group_id):
+        print(f"{row['model'][-40:]:<40}  {row['layer']:>5}  {_format(row['median_r']):>9}  "
+              f"{_format(row['median_r_significant']):>15}  {row['n_significant']:>7}")
+    print(f"run group {group_id}")
+    return EXIT_OK
+
+
 def cmd_config_template(args: argparse.Namespace) -> int:
     sys.stdout.write(ExperimentConfig().to_toml())
     return EXIT_OK
@@ -194,7 +241,7 @@ def cmd_job_run(args: argparse.Namespace) -> int:
     return run_job(args.job_dir)
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "demo": cmd_demo, "runs": cmd_runs, "export": cmd_export,
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "compare": cmd_compare, "demo": cmd_demo, "runs": cmd_runs, "export": cmd_export,
             "config-template": cmd_config_template, "check-data": cmd_check_data, "job-run": cmd_job_run}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +42,18 @@ OPEN_BOUND = "none"
 """How an open trimming bound (Python ``None``) is written in TOML, which has no null."""
 TR_TIME_CONVENTIONS = ("midpoint", "onset")
 """LeBel TR times: ``midpoint`` (onset + TR/2, the reference's) or ``onset``."""
-MODALITIES = ("speech", "wordrate", "embeddings", "language_model", "custom")
-"""Feature modalities: the reference's four and ``custom`` (your arrays per story)."""
+MODALITIES = ("speech", "wordrate", "embeddings", "language_model", "custom", "phonemerate", "envelope", "logmel")
+"""Feature modalities: the reference's four, ``custom`` (your arrays per story) and the baseline
+spaces ``phonemerate`` (phones per TR), ``envelope`` (RMS per TR) and ``logmel`` (log-mel bands)."""
+AUDIO_MODALITIES = ("speech", "envelope", "logmel")
+"""Modalities that read the story's audio."""
+SINGLE_LAYER_MODALITIES = ("wordrate", "embeddings", "custom", "phonemerate", "envelope", "logmel")
+"""Modalities with one feature set ("layer 0")."""
+BANDED_MODES = ("joint", "separate")
+"""Feature-space experiments: ``joint`` (one banded ridge over all spaces + variance partitioning)
+or ``separate`` (one ridge per space)."""
+BANDED_SEARCHES = ("auto", "grid", "random")
+MAX_FEATURE_SPACES = 4
 OOV_HANDLING = ("zero", "copy_prev", "skip", "error")
 CONTEXT_TYPES = ("fullcontext", "nocontext", "halfcontext")
 
@@ -84,8 +95,10 @@ class FeatureConfig:
     modality: ``speech`` (the settings above), ``wordrate`` (words per TR), ``embeddings``
     (static word vectors from ``vector_path``; ``lowercase``, ``oov_handling``),
     ``language_model`` (a causal LM ``model_name``; ``lookback`` tokens of context,
-    ``last_token`` or mean, ``context_type``) or ``custom`` (``custom_path``: a folder of
-    ``<story>.npz`` with ``features`` and ``times``).
+    ``last_token`` or mean, ``context_type``), ``custom`` (``custom_path``: a folder of
+    ``<story>.npz`` with ``features`` and ``times``), or a baseline space: ``phonemerate``
+    (``textgrid_dir`` of ``<story>.TextGrid``, ``phone_tier``; filled in for a LeBel folder),
+    ``envelope`` (RMS per TR) or ``logmel`` (``n_mels`` bands), see ``features.baseline``.
     """
 
     model_name: str = DEFAULT_MODEL
@@ -107,6 +120,9 @@ class FeatureConfig:
     last_token: bool = True
     context_type: str = "fullcontext"
     custom_path: str = ""
+    textgrid_dir: str = ""
+    phone_tier: str = ""
+    n_mels: int = 32
 
 
 @dataclass
@@ -199,8 +215,48 @@ class StatsConfig:
 
 
 @dataclass
+class FeatureSpaceConfig:
+    """One named feature space of a feature-space experiment (a ``[[feature_spaces]]`` table).
+
+    name: a short label (letters, digits, ``_``, ``-``) naming its maps (``unique_<name>``);
+    layer: the 0-based layer of a layered modality (speech, language_model), 0 otherwise;
+    features: how the space is computed (a ``[feature_spaces.features]`` table, same keys as
+    ``[features]``; unset keys take the defaults).
+    """
+
+    name: str = ""
+    layer: int = 0
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+
+@dataclass
+class BandedConfig:
+    """How a feature-space experiment fits (used only when ``feature_spaces`` is not empty).
+
+    mode: ``joint`` (one banded ridge over all spaces, each with its own scaling chosen per voxel
+    by nested CV, plus variance partitioning for 2 or 3 spaces) or ``separate`` (one ridge per
+    space, stored as one "layer" per space in the order given). search: the per-space scalings,
+    ``grid`` on the simplex (``grid_steps``, 0 = 10 for 2 spaces, 5 for 3), ``random`` (Dirichlet,
+    ``n_random`` candidates) or ``auto`` (grid up to 3 spaces). stacked: add the stacked-encoding
+    estimate. The alphas, folds and normalpha are those of ``[ridge]``.
+    """
+
+    mode: str = "joint"
+    search: str = "auto"
+    grid_steps: int = 0
+    n_random: int = 50
+    stacked: bool = False
+    memory_budget_gb: float = 1.0
+
+
+@dataclass
 class ExperimentConfig:
-    """A whole experiment. ``layers`` is a list of 0-based encoder layers, or "all"."""
+    """A whole experiment. ``layers`` is a list of 0-based encoder layers, or "all".
+
+    feature_spaces: empty for a one-modality experiment (``features`` and ``layers``); 2 to 4
+    named spaces (``[[feature_spaces]]``) for a banded-ridge / variance-partitioning experiment,
+    fitted as ``banded`` says (then ``features`` and ``layers`` are not used).
+    """
 
     name: str = "experiment"
     assembly: AssemblySource = field(default_factory=AssemblySource)
@@ -211,6 +267,8 @@ class ExperimentConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     results_dir: str = "results"
     cache_dir: str = "cache"
+    feature_spaces: list[FeatureSpaceConfig] = field(default_factory=list)
+    banded: BandedConfig = field(default_factory=BandedConfig)
 
     # -- validation -------------------------------------------------------------
     def validate(self) -> "ExperimentConfig":
@@ -233,6 +291,8 @@ class ExperimentConfig:
         _check(isinstance(f.lookback, int) and f.lookback >= 1, "features.lookback must be a positive number of tokens.")
         _check(f.modality != "embeddings" or bool(f.vector_path.strip()),
                "features.modality = \"embeddings\" needs features.vector_path (a word2vec or GloVe file).")
+        _check(isinstance(f.n_mels, int) and not isinstance(f.n_mels, bool) and 1 <= f.n_mels <= 256,
+               f"features.n_mels must be a number of mel bands between 1 and 256 (e.g. 32), got {f.n_mels!r}.")
         _check(f.modality != "custom" or bool(f.custom_path.strip()),
                "features.modality = \"custom\" needs features.custom_path (a folder of <story>.npz files).")
         if isinstance(self.layers, str):
@@ -274,7 +334,41 @@ class ExperimentConfig:
             _check(value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)),
                    f"alignment.trimming.{key} must be a whole number of TRs, or \"{OPEN_BOUND}\" for an open "
                    f"bound; got {value!r}.")
+        self._validate_feature_spaces()
         return self
+
+    def _validate_feature_spaces(self) -> None:
+        spaces, b = self.feature_spaces, self.banded
+        _check(b.mode in BANDED_MODES, f"banded.mode must be one of {BANDED_MODES} (\"joint\": one banded ridge and "
+               f"variance partitioning; \"separate\": one ridge per space), got {b.mode!r}.")
+        _check(b.search in BANDED_SEARCHES, f"banded.search must be one of {BANDED_SEARCHES}, got {b.search!r}.")
+        _check(isinstance(b.grid_steps, int) and b.grid_steps >= 0, "banded.grid_steps must be >= 0 (0 = default).")
+        _check(isinstance(b.n_random, int) and b.n_random >= 1, "banded.n_random must be a positive number.")
+        _check(b.memory_budget_gb > 0, "banded.memory_budget_gb must be > 0 (GB per block of voxels).")
+        if not spaces:
+            return
+        _check(all(isinstance(s, FeatureSpaceConfig) for s in spaces),
+               "feature_spaces must be a list of [[feature_spaces]] tables (name, layer, [feature_spaces.features]).")
+        lowest = 1 if b.mode == "separate" else 2
+        _check(lowest <= len(spaces) <= MAX_FEATURE_SPACES,
+               f"feature_spaces has {len(spaces)} space(s); a {b.mode} experiment takes {lowest} to "
+               f"{MAX_FEATURE_SPACES} [[feature_spaces]] tables.")
+        names = [s.name for s in spaces]
+        for index, space in enumerate(spaces):
+            where = f"feature_spaces[{index}]" + (f" ({space.name!r})" if space.name else "")
+            _check(isinstance(space.name, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,31}", space.name) is not None,
+                   f"{where}: name must start with a letter and hold only letters, digits, _ or - (at most 32), e.g. "
+                   f"\"speech\" or \"words\"; got {space.name!r}.")
+            _check(isinstance(space.layer, int) and not isinstance(space.layer, bool) and space.layer >= 0,
+                   f"{where}: layer must be a 0-based layer number, got {space.layer!r}.")
+            try:
+                ExperimentConfig(features=space.features).validate()
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        _check(not repeated, f"feature_spaces: the names {repeated} are used more than once; give each space its own name.")
+        _check(self.ridge.mode == "train_test", "feature_spaces need ridge.mode = \"train_test\" (a held-out test "
+               "story scores the partition); set [ridge] mode = \"train_test\".")
 
     # -- TOML -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -351,6 +445,12 @@ def _build(cls: type, data: Any, where: str) -> Any:
                                   f"bound); got {value!r}.")
             value = None
         sub = _dataclass_of(f.type)
+        if cls is ExperimentConfig and name == "feature_spaces":
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}.feature_spaces must be an array of tables ([[feature_spaces]]), got "
+                                  f"{type(value).__name__}.")
+            kwargs[name] = [_build(FeatureSpaceConfig, item, f"{where}.feature_spaces[{i}]") for i, item in enumerate(value)]
+            continue
         kwargs[name] = _build(sub, value, f"{where}.{name}") if sub is not None else value
     try:
         return cls(**kwargs)
@@ -360,6 +460,6 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _dataclass_of(type_hint: Any) -> Optional[type]:
     names = {c.__name__: c for c in (AssemblySource, FeatureConfig, TrimmingConfig, AlignmentConfig,
-                                     RidgeConfig, StatsConfig)}
+                                     RidgeConfig, StatsConfig, BandedConfig)}
     key = type_hint if isinstance(type_hint, str) else getattr(type_hint, "__name__", "")
     return names.get(key)

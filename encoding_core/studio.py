@@ -32,13 +32,15 @@ from encoding_core.common.errors import EncodingCoreError, MissingStoryFilesErro
 from encoding_core.common.paths import (StudioDirs, check_upload_size, load_settings, resolve_user_path,
                                         safe_upload_name, studio_dirs)
 from encoding_core.common.storage import atomic_write_bytes
-from encoding_core.config import (ALTERNATIVE_NAMES, ALTERNATIVES, CONTEXT_TYPES, DEFAULT_MODEL, DOWNSAMPLE_METHODS,
-                                  FOLD_TYPES, MODALITIES, MODES, OOV_HANDLING, OUTER_FOLD_TYPES, POOL_METHODS,
-                                  PRECISIONS, REFERENCE_ALPHAS, SIGNIFICANCE_TESTS, TEST_NAMES, FeatureConfig)
+from encoding_core.config import (ALTERNATIVE_NAMES, ALTERNATIVES, BANDED_MODES, CONTEXT_TYPES, DEFAULT_MODEL,
+                                  DOWNSAMPLE_METHODS, FOLD_TYPES, MODALITIES, MODES, OOV_HANDLING, OUTER_FOLD_TYPES,
+                                  POOL_METHODS, PRECISIONS, REFERENCE_ALPHAS, SIGNIFICANCE_TESTS, TEST_NAMES,
+                                  FeatureConfig, FeatureSpaceConfig)
 from encoding_core.demo.preset import demo_config
 from encoding_core.demo.simulate import ground_truth_maps, planted_region_masks
 from encoding_core.downsample.downsampling import downsample_kernel
 from encoding_core.experiment.distributed import parse_scheduler
+from encoding_core.experiment.comparison import comparison_matrix, comparison_table, list_groups
 from encoding_core.experiment.export import experiment_to_script
 from encoding_core.experiment.jobs import JobManager
 from encoding_core.experiment.runstore import RunStore
@@ -51,7 +53,8 @@ from encoding_core.guide import how_it_works
 logger = logging.getLogger(__name__)
 
 MODALITY_LABELS = {"speech": "Speech model", "wordrate": "Word rate", "embeddings": "Word embeddings",
-                   "language_model": "Language model", "custom": "Custom arrays"}
+                   "language_model": "Language model", "custom": "Custom arrays", "phonemerate": "Phoneme rate",
+                   "envelope": "Audio envelope", "logmel": "Log-mel spectrogram"}
 """How the app names each feature modality."""
 
 
@@ -583,6 +586,77 @@ def project_assembly_to_file(assembly: Assembly, path: Any, *, source_template: 
     return save_assembly(projected, path)
 
 
+BASELINE_SPACES = ("wordrate", "phonemerate", "envelope", "logmel")
+"""Feature spaces the Setup page offers next to the Model page's features."""
+MODEL_SPACE = "model"
+"""The Setup page's name for the Model page's features as a feature space."""
+
+
+def feature_space_choices(config: ExperimentConfig) -> dict[str, str]:
+    """{space name: label} the Setup page offers: the Model page's features (``model``) and the baselines."""
+    model = MODALITY_LABELS.get(config.features.modality, config.features.modality)
+    choices = {MODEL_SPACE: f"{model} ({config.features.model_name})" if config.features.modality in
+               ("speech", "language_model") else model}
+    for modality in BASELINE_SPACES:
+        if modality != config.features.modality:
+            choices[modality] = MODALITY_LABELS[modality]
+    return choices
+
+
+def build_feature_spaces(config: ExperimentConfig, picked: Sequence[str], model_layer: int = 0) -> list:
+    """``[FeatureSpaceConfig]`` for the picked names (``feature_space_choices`` keys, in that order):
+    ``model`` is a copy of ``config.features`` at ``model_layer``; a baseline keeps the Model page's
+    shared settings (sample rate, cache dtype) and its own defaults."""
+    spaces = []
+    for name in picked:
+        if name == MODEL_SPACE:
+            spaces.append(FeatureSpaceConfig(name, int(model_layer), copy.deepcopy(config.features)))
+        elif name in BASELINE_SPACES:
+            features = FeatureConfig(modality=name, target_sample_rate=config.features.target_sample_rate,
+                                     cache_dtype=config.features.cache_dtype)
+            spaces.append(FeatureSpaceConfig(name, 0, features))
+        else:
+            raise InputError(f"Unknown feature space {name!r}; choose from {[MODEL_SPACE, *BASELINE_SPACES]}.")
+    return spaces
+
+
+def is_partition_run(metrics: Mapping[str, Any]) -> bool:
+    """Whether a layer's metrics come from a joint feature-space fit with a variance partition."""
+    return metrics.get("banded_mode") == "joint" and bool(metrics.get("partitioned"))
+
+
+def partition_map_labels(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """{stored map name: label} of a joint run, built from its recorded spaces (never typed)."""
+    names = list(metrics.get("feature_spaces", []))
+    labels = {f"unique_{n}": f"unique to {n}" for n in names}
+    if len(names) == 3:
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                labels[f"shared_{a}_{b}"] = f"shared by {a} and {b} only"
+    labels["shared"] = "shared by " + " and ".join(names) if len(names) == 2 else "shared by all of " + ", ".join(names)
+    labels["joint_r2"] = "joint model (" + " + ".join(names) + ")"
+    return labels
+
+
+def partition_region_rows(arrays: Mapping[str, np.ndarray], metrics: Mapping[str, Any],
+                          regions: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Mean r² of each partition map over each region (bool mask over the run's voxels), one row per region
+    (``region``, ``n_voxels``, then one key per map of :func:`partition_map_labels`, except the joint);
+    regions whose mask does not match the run's voxels are skipped."""
+    maps = [k for k in partition_map_labels(metrics) if k != "joint_r2" and k in arrays]
+    n = np.asarray(arrays["joint_r2"]).shape[0]
+    rows = []
+    for region, mask in regions.items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (n,) or not mask.any():
+            continue
+        row: dict[str, Any] = {"region": region, "n_voxels": int(mask.sum())}
+        row.update({k: float(np.nanmean(np.asarray(arrays[k], dtype=np.float64)[mask])) for k in maps})
+        row["joint_r2"] = float(np.nanmean(np.asarray(arrays["joint_r2"], dtype=np.float64)[mask]))
+        rows.append(row)
+    return rows
+
+
 def per_voxel_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The 1-D per-voxel arrays of a layer (same length as ``correlations``), in a stable order."""
     n = np.asarray(arrays["correlations"]).shape[0]
@@ -804,6 +878,9 @@ __all__ = [
     "alpha_summary", "best_layer_choice", "demo_ground_truth_rows", "export_labels", "fallback_caption",
     "fdr_label", "normalized_caption", "region_masks_for_run", "region_rows", "significance_label",
     "ALTERNATIVE_NAMES", "TEST_NAMES", "ALTERNATIVES", "OUTER_FOLD_TYPES", "SIGNIFICANCE_TESTS", "describe_planned_test",
+    "BANDED_MODES", "BASELINE_SPACES", "build_feature_spaces", "feature_space_choices", "FeatureSpaceConfig",
+    "comparison_matrix", "comparison_table", "list_groups", "is_partition_run", "MODEL_SPACE",
+    "partition_map_labels", "partition_region_rows",
     "apply_audio_map", "atomic_write_bytes", "cache_entry_rows", "ceiling_target_caption",
     "check_lebel_folder", "check_upload_size", "ChecklistStep", "clear_cache", "CONTEXT_TYPES",
     "copy_assembly", "custom_feature_files", "DataCheckReport", "DEFAULT_MODEL", "demo_config",

@@ -117,6 +117,18 @@ def other_modality_section(feat: FeatureConfig) -> None:
                                          key="context_type")
         feat.last_token = c3.checkbox("Last token of the word", value=feat.last_token, key="last_token",
                                       help="Off: the mean over the context's tokens (BOS included).")
+    elif modality in ("phonemerate", "envelope", "logmel"):
+        st.caption({"phonemerate": "One feature per TR: how many phones start within it (TextGrid phone tier).",
+                    "envelope": "One feature per TR: the RMS of the sound within it.",
+                    "logmel": "Log-mel bands every 10 ms, resampled to the TRs like speech features."}[modality])
+        if modality == "phonemerate":
+            typed = st.text_input("Folder of <story>.TextGrid files (empty: the LeBel folder's TextGrids)",
+                                  value=feat.textgrid_dir, key="textgrid_dir")
+            resolved = common.user_path(typed, "TextGrid folder") if typed.strip() else None
+            feat.textgrid_dir = str(resolved) if resolved is not None else ""
+        if modality == "logmel":
+            feat.n_mels = int(st.number_input("Mel bands", min_value=1, max_value=256, value=int(feat.n_mels),
+                                              key="n_mels"))
     else:  # custom
         typed = st.text_input("Folder of <story>.npz files ('features' (n, dim), 'times' (n,) s)",
                               value=feat.custom_path, key="custom_path")

@@ -24,17 +24,24 @@ from encoding_core.studio import (
     alpha_summary,
     best_layer_choice,
     ceiling_target_caption,
+    comparison_matrix,
+    comparison_table,
     demo_ground_truth_rows,
     fallback_caption,
     fdr_label,
     glass_brain_allowed,
+    is_partition_run,
     layer_profile,
+    list_groups,
     map_surface,
     no_map_reason,
     normalized_caption,
+    partition_map_labels,
+    partition_region_rows,
     per_voxel_csv,
     per_voxel_npz,
     planted_region_masks,
+    region_masks_for_run,
     region_rows,
     significance_label,
 )
@@ -78,6 +85,12 @@ def _surface_map(results_dir: str, run_id: str, stamp: str, cache_dir: str):
 def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict[str, np.ndarray]:
     """The per-voxel arrays of one layer, each ``(n_voxels,)``."""
     return _load_run(results_dir, run_id).arrays(layer)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _region_masks(results_dir: str, run_id: str, stamp: str) -> tuple:
+    """({region: (n_voxels,) bool} or None, where they come from) of one run (demo: planted regions)."""
+    return region_masks_for_run(_load_run(results_dir, run_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
@@ -148,6 +161,19 @@ def _glass_brain_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, 
     shown, _, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     space = _load_run(results_dir, run_id).space()
     return viz.glass_brain_png(np.nan_to_num(shown), space.mask, space.affine, title=f"{title} · glass brain")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _partition_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, name: str, label: str,
+                      hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
+    """The surface map of one variance-partition map (r², negatives shown) as a figure dict."""
+    surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
+    values = surface_map.to_vertices(_layer_arrays(results_dir, run_id, stamp, layer)[name])
+    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    return viz.surface_figure(values, hemi=hemi, view=view, vmax=vmax or 1.0,
+                              title=f"{label} (r², test data) · layer {layer} · {hemi} {view}",
+                              regions=_planted_regions() if with_regions else None,
+                              surface=surface_map.surface).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -328,7 +354,8 @@ details = _run_details(results_dir, run_id, stamp)
 best_layer, best_rule = best_layer_choice(details["summary"], metrics)
 common.restore_widget("layer_pick", "layer", int, profile["layers"].__contains__)  # URL, last visit (URL_VIEW)
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
-                     format_func=lambda x: f"layer {x}" + (" (best)" if x == best_layer else ""))
+                     format_func=lambda x: (f"space {metrics[x]['feature_space']}" if "feature_space" in metrics[x]
+                                            else f"layer {x}") + (" (best)" if x == best_layer else ""))
 st.caption(f"Best layer {best_layer} by {best_rule}.")
 try:
     a = _layer_arrays(results_dir, run_id, stamp, layer)
@@ -388,6 +415,30 @@ st.plotly_chart(viz.correlation_histogram(a["correlations"], a.get("significant_
 _alpha_panel(m)
 _region_panel(details, simulated)
 
+if is_partition_run(m):
+    st.subheader("Variance partition")
+    partition_labels = partition_map_labels(m)
+    negatives = m.get("n_negative", {})
+    st.caption("r² on the test story from the joint banded model and every subset model (inclusion–exclusion). "
+               "Negative estimates are kept, not clipped: " + "; ".join(
+                   f"{partition_labels.get(k, k)}: {v:,} voxels" for k, v in negatives.items()) + ".")
+    partition_pick = st.radio("Partition map", list(partition_labels), format_func=lambda k: partition_labels[k],
+                              horizontal=True, key="partition_map")
+    if surface_map is not None and hemi and view:
+        with st.spinner("Drawing the partition map ..."):
+            st.plotly_chart(_partition_figure(results_dir, run_id, stamp, cache_dir, layer, partition_pick,
+                                              partition_labels[partition_pick], hemi, view,
+                                              simulated and not surface_map.projected), key="partition_surface")
+    partition_masks, partition_source = _region_masks(results_dir, run_id, stamp)
+    partition_rows = partition_region_rows(a, m, partition_masks) if partition_masks else []
+    if partition_rows:
+        st.caption(f"Mean r² per region; regions: {partition_source}.")
+    else:
+        st.caption(f"{partition_source} The bars show all voxels and those the joint model predicts (r² > 0).")
+        partition_rows = partition_region_rows(a, m, {"all voxels": np.ones(a["joint_r2"].shape, dtype=bool),
+                                                      "joint r² > 0": a["joint_r2"] > 0})
+    st.plotly_chart(viz.partition_bar_figure(partition_rows, partition_labels), key="partition_bars")
+
 st.subheader("Compare with another run")
 others = [i for i in ids if i != run_id]
 if not others:
@@ -416,6 +467,26 @@ else:
                 figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp,
                                             o_layer, hemi, view)
                 st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
+
+groups = [g for g in list_groups(results_dir) if all(r in by_id for r in g.get("runs", {}).values())]
+if groups:
+    st.subheader("Model × layer comparison")
+    group = st.selectbox("Run group", groups, key="group_pick",
+                         format_func=lambda g: f"{g['group_id']} · {g.get('name', '')} · {len(g['models'])} models")
+    with common.user_errors("Reading the run group"):
+        group_rows = comparison_table(results_dir, group["group_id"])
+        models, group_layers, matrix = comparison_matrix(group_rows)
+        st.plotly_chart(viz.model_layer_heatmap(models, group_layers, matrix), key="model_layer_heatmap")
+        st.dataframe(group_rows, hide_index=True, height=200)
+        cells = [f"{row['model']} · layer {row['layer']}" for row in group_rows]
+
+        def _open_cell(rows: list = group_rows, labels: list = cells) -> None:
+            row = rows[labels.index(st.session_state["group_cell"])]
+            st.session_state[common.RUN_KEY] = st.session_state["run_pick"] = row["run_id"]
+            st.session_state["layer_pick"] = row["layer"]
+
+        st.selectbox("Show the map of a cell", cells, index=None, key="group_cell", on_change=_open_cell,
+                     placeholder="model · layer", help="Switches this page to that run and layer.")
 
 st.subheader("Downloads")
 c = st.columns(3)

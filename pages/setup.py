@@ -7,6 +7,8 @@ from encoding_core import viz
 from encoding_core.studio import (
     ALTERNATIVE_NAMES,
     ALTERNATIVES,
+    BANDED_MODES,
+    MODEL_SPACE,
     DOWNSAMPLE_METHODS,
     FOLD_TYPES,
     MODES,
@@ -16,8 +18,10 @@ from encoding_core.studio import (
     TEST_NAMES,
     EncodingCoreError,
     TrimmingConfig,
+    build_feature_spaces,
     demo_config,
     describe_planned_test,
+    feature_space_choices,
     downsample_kernel,
     fdr_label,
     experiment_to_script,
@@ -148,6 +152,38 @@ with common.user_errors("Describing the test"):
     st.caption(f"p-values: {describe_planned_test(cfg)}; correction: {fdr_label({}, cfg)}.")
 for warning in statistics_warnings(cfg, current):  # after the widgets: the values just chosen
     st.warning(warning, icon=":material/warning:")
+
+st.subheader("Feature spaces")
+several = st.checkbox("Fit several feature spaces (banded ridge and variance partitioning)",
+                      value=bool(cfg.feature_spaces), key="use_feature_spaces",
+                      help="Each space gets its own regularisation, chosen per voxel by nested CV; the variance "
+                           "each space explains alone and the variance they share are mapped.")
+if several:
+    choices = feature_space_choices(cfg)
+    current_names = [s.name for s in cfg.feature_spaces if s.name in choices]
+    c1, c2 = st.columns([2, 1])
+    picked = c1.multiselect("Spaces (2 to 4)", list(choices), default=current_names or [MODEL_SPACE, "wordrate"],
+                            format_func=lambda name: choices[name], key="feature_space_pick")
+    model_layer = next((s.layer for s in cfg.feature_spaces if s.name == MODEL_SPACE), 0)
+    if MODEL_SPACE in picked and cfg.features.modality in ("speech", "language_model"):
+        model_layer = int(c2.number_input("Layer of the model space", 0, 200, int(model_layer), key="model_space_layer"))
+    cfg.banded.mode = st.radio("Fit", BANDED_MODES, index=BANDED_MODES.index(cfg.banded.mode), horizontal=True,
+                               key="banded_mode",
+                               format_func=lambda m: "joint (banded ridge + variance partitioning)" if m == "joint"
+                               else "separate (one ridge per space)")
+    if cfg.banded.mode == "joint":
+        cfg.banded.stacked = st.checkbox("Also the stacked-encoding estimate", value=cfg.banded.stacked,
+                                         key="banded_stacked")
+    cfg.feature_spaces = build_feature_spaces(cfg, picked, model_layer)
+    needs = 1 if cfg.banded.mode == "separate" else 2
+    if not needs <= len(picked) <= 4:
+        st.warning(f"Pick {needs} to 4 spaces for a {cfg.banded.mode} fit.")
+    else:
+        models = 2 ** len(picked) - 1 if cfg.banded.mode == "joint" and len(picked) <= 3 else len(picked)
+        st.caption(f"{len(picked)} spaces: {models} ridge model(s) with nested CV will be fitted"
+                   + (" (the joint model and every subset, for the partition)." if models > len(picked) else "."))
+else:
+    cfg.feature_spaces = []
 
 st.subheader("Export")
 cfg.name = st.text_input("Experiment name", value=cfg.name, key="experiment_name")

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
 import numpy as np
 
 from encoding_core.assembly.data_model import Assembly, Story
-from encoding_core.config import ExperimentConfig
+from encoding_core.config import AUDIO_MODALITIES, SINGLE_LAYER_MODALITIES, ExperimentConfig
 from encoding_core.common.errors import AudioError, ConfigError, JobCancelled
 from encoding_core.common.progress import CancelFlag, ProgressCallback, check_cancel, null_progress, report_skipped
 from encoding_core.common.storage import check_writable
@@ -135,8 +135,21 @@ def extractor_feature_source(config: ExperimentConfig) -> FeatureSource:
     from encoding_core.features.factory import FeatureExtractorFactory
 
     modality = config.features.modality
-    extractor = FeatureExtractorFactory.create_extractor(modality, config=config.features, cache_dir=config.cache_dir)
+    features = with_default_textgrids(config.features, config.assembly.path)
+    extractor = FeatureExtractorFactory.create_extractor(modality, config=features, cache_dir=config.cache_dir)
     return extractor_as_source(extractor) if modality == "speech" else story_source(extractor)
+
+
+def with_default_textgrids(features: Any, assembly_path: str) -> Any:
+    """``features`` with ``textgrid_dir`` filled in for the phoneme rate of a LeBel folder
+    (``<root>/derivative(s)/TextGrids``) when it is empty; otherwise unchanged."""
+    import dataclasses
+
+    if features.modality != "phonemerate" or features.textgrid_dir or not Path(assembly_path).is_dir():
+        return features
+    from encoding_core.assembly.lebel import TEXTGRID_FOLDER, lebel_derivatives_dir
+
+    return dataclasses.replace(features, textgrid_dir=str(lebel_derivatives_dir(assembly_path) / TEXTGRID_FOLDER))
 
 
 def story_source(extractor: Any, **options: Any) -> FeatureSource:
@@ -529,6 +542,8 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
     from encoding_core.experiment.runstore import RunStore
 
     config.validate()
+    if config.feature_spaces:
+        return run_feature_space_experiment(config, assembly, progress, cancel, run_store, downsampler)
     progress = progress or null_progress
     timer = StageTimer()
     started = time.perf_counter()
@@ -539,7 +554,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         targets = prepare_targets(assembly, config)
         check_statistics_settings(targets, config)
     with timer("audio"):
-        if config.features.modality == "speech" and (
+        if config.features.modality in AUDIO_MODALITIES and (
                 feature_source is None or config.assembly.audio_dir or config.assembly.audio_overrides):
             attach_audio(assembly, config, progress)  # the other modalities read words or arrays, not audio
     check_cancel(cancel)
@@ -547,7 +562,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         source = feature_source or extractor_feature_source(config)
         story_features = extract_all_features(assembly, source, progress, cancel)
     n_layers = min(int(f.n_layers) for f in story_features.values())
-    if n_layers == 1 and config.features.modality in ("wordrate", "embeddings", "custom"):
+    if n_layers == 1 and config.features.modality in SINGLE_LAYER_MODALITIES:
         layers = [0]  # a modality without layers: its one feature set is "layer 0"
     else:
         layers = resolve_layers(config.layers, n_layers)
@@ -598,6 +613,84 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
             writer.write_best_layer(best, best_r)
         timings = dict(timer.seconds, total=time.perf_counter() - started)
         writer.finish(summary, timings)
+    except JobCancelled as exc:
+        writer.fail(exc, cancelled=True)
+        raise
+    except BaseException as exc:
+        writer.fail(exc)
+        raise
+    return writer.run_id
+
+
+def run_feature_space_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None,
+                                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None,
+                                 run_store: Any = None, downsampler: Any = None) -> str:
+    """Run a ``[[feature_spaces]]`` experiment (banded ridge + variance partitioning, or one ridge
+    per space; see :mod:`encoding_core.experiment.feature_spaces`) and return its run id.
+
+    Each space's features come from its own ``features`` table (cached like any modality), are
+    aligned, FIR-delayed, trimmed and z-scored exactly as a one-modality run's, then fitted together.
+    """
+    import dataclasses
+
+    from encoding_core.experiment.feature_spaces import fit_feature_spaces
+    from encoding_core.experiment.runstore import RunStore
+
+    config.validate()
+    progress = progress or null_progress
+    timer = StageTimer()
+    started = time.perf_counter()
+    store = run_store if run_store is not None else RunStore(config.results_dir)
+    check_writable(store.results_dir)
+    with timer("load"):
+        assembly = select_stories(assembly if assembly is not None else load_experiment_assembly(config), config)
+        targets = prepare_targets(assembly, config)
+        check_statistics_settings(targets, config)
+    prepared, audio_attached = [], False
+    for index, space in enumerate(config.feature_spaces):
+        check_cancel(cancel)
+        space_config = dataclasses.replace(config, features=space.features, feature_spaces=[])
+        if space.features.modality in AUDIO_MODALITIES and not audio_attached:
+            with timer("audio"):
+                attach_audio(assembly, space_config, progress)  # once, for every space that reads the sound
+            audio_attached = True
+        with timer("features"):
+            progress("features", index, len(config.feature_spaces), f"feature space {space.name}")
+            story_features = extract_all_features(assembly, extractor_feature_source(space_config), progress, cancel)
+        n_layers = min(int(f.n_layers) for f in story_features.values())
+        if not 0 <= space.layer < n_layers:
+            raise ConfigError(f"feature space {space.name!r}: layer {space.layer} does not exist; its features have "
+                              f"layers 0 to {n_layers - 1}.")
+        with timer("alignment"):
+            features = prepare_features(story_features, assembly, space_config, space.layer, downsampler)
+            check_lengths(features, targets, space_config)
+        prepared.append(features)
+        del story_features
+    layers = list(range(len(prepared))) if config.banded.mode == "separate" else [0]
+    writer = store.create(config, {
+        "subject": assembly.subject, "simulated": bool(assembly.simulated), "layers": layers,
+        "stories": assembly.stories, "test_story": targets.test_story, "n_voxels": assembly.n_voxels,
+        "tr": assembly.tr, "space": {"kind": assembly.space.kind, "name": assembly.space.name},
+        "feature_spaces": [s.name for s in config.feature_spaces], "banded_mode": config.banded.mode,
+    })
+    try:
+        writer.write_space(assembly.space)
+        progress("fit", 0, 1, f"{config.banded.mode} fit of {len(prepared)} feature spaces")
+        results = fit_feature_spaces(prepared, targets, config, cancel)
+        progress("fit", 1, 1, "done")
+        kept: dict[int, LayerResult] = {}
+        for layer, result in results.items():
+            for stage, seconds in result.timings.items():
+                timer.add(stage, seconds)
+            with timer("save"):
+                writer.write_layer(layer, result.metrics, result.arrays, result.weights)
+            kept[layer] = LayerResult(result.metrics, {"correlations": result.arrays["correlations"]})
+        check_cancel(cancel)
+        with timer("save"):
+            summary = layer_summary(kept)
+            best, best_r = best_layer_per_voxel({l: r.arrays["correlations"] for l, r in kept.items()})
+            writer.write_best_layer(best, best_r)
+        writer.finish(summary, dict(timer.seconds, total=time.perf_counter() - started))
     except JobCancelled as exc:
         writer.fail(exc, cancelled=True)
         raise

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 SUBDIR = "speech_features"
-SUBDIRS = (SUBDIR, "lm_features", "embedding_features")
+SUBDIRS = (SUBDIR, "lm_features", "embedding_features", "baseline_features")
 """Every modality's cache folder under ``cache_dir`` (listed and cleared together)."""
 META = "meta.json"
 KEY_SETTINGS = ("chunk_size", "context_size", "pool", "target_sample_rate", "include_early_windows",

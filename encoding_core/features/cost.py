@@ -280,6 +280,10 @@ MODALITY_NEEDS = {
                       "the local cache, or a local folder with its tokenizer)",
     "custom": "a folder of <story>.npz files, each with 'features' (n, dim) and 'times' (n,) in seconds "
               "(without times: one row per TR)",
+    "phonemerate": "a folder of <story>.TextGrid files with a phone tier (a LeBel folder's TextGrids are found "
+                   "by themselves)",
+    "envelope": "the stories' audio files; nothing else",
+    "logmel": "the stories' audio files (librosa computes the spectrogram)",
 }
 """What each modality needs, for the app."""
 TEXT_READ_BYTES_PER_S = 50e6
@@ -291,7 +295,7 @@ def estimate_word_feature_cost(word_counts: Sequence[int], feature_config: Featu
                                probe: bool = True) -> CostEstimate:
     """Cost of a non-speech modality for stories with ``word_counts`` words.
 
-    wordrate / custom: nothing to compute. embeddings: reading the vector file (rough:
+    wordrate / custom / the baseline spaces (phonemerate, envelope, logmel): nothing worth estimating. embeddings: reading the vector file (rough:
     50 MB/s text, 400 MB/s binary). language_model: tokens read = for each word, its context
     of at most ``lookback`` tokens (tokens per word measured with the model's tokenizer on a
     sample), times seconds per token measured on one batch (``probe``).
@@ -299,7 +303,7 @@ def estimate_word_feature_cost(word_counts: Sequence[int], feature_config: Featu
     config = feature_config
     n_words = int(sum(word_counts))
     warnings: list[str] = []
-    if config.modality in ("wordrate", "custom"):
+    if config.modality in ("wordrate", "custom", "phonemerate", "envelope", "logmel"):  # seconds at most
         return CostEstimate(n_words, 0.0, 0.0, 0, warnings, unit="words")
     if config.modality == "embeddings":
         path = Path(config.vector_path).expanduser()

@@ -4,7 +4,8 @@ Modalities: ``speech`` (:class:`~encoding_core.features.speech.SpeechFeatureExtr
 ``wordrate`` (:class:`~encoding_core.features.lowlevel_features.WordRateFeatureExtractor`),
 ``embeddings`` (:class:`~encoding_core.features.embeddings.StaticEmbeddingFeatureExtractor`),
 ``language_model`` (:class:`~encoding_core.features.language_model.LanguageModelFeatureExtractor`)
-and ours, ``custom`` (:class:`~encoding_core.features.custom.CustomFeatureExtractor`).
+and ours, ``custom`` (:class:`~encoding_core.features.custom.CustomFeatureExtractor`) and the
+baseline spaces ``phonemerate``, ``envelope``, ``logmel`` (:mod:`~encoding_core.features.baseline`).
 As the reference: when ``config`` has no ``model_name`` it takes ``model_name``; when both are
 given and differ, the config's wins (with a warning here). The caller's dict is not changed.
 """
@@ -26,6 +27,9 @@ _REGISTRY: dict[str, str] = {
     "embeddings": "encoding_core.features.embeddings:StaticEmbeddingFeatureExtractor",
     "language_model": "encoding_core.features.language_model:LanguageModelFeatureExtractor",
     "custom": "encoding_core.features.custom:CustomFeatureExtractor",
+    "phonemerate": "encoding_core.features.baseline:PhonemeRateFeatureExtractor",
+    "envelope": "encoding_core.features.baseline:EnvelopeFeatureExtractor",
+    "logmel": "encoding_core.features.baseline:LogMelFeatureExtractor",
 }
 SUPPORTED_MODALITIES = tuple(_REGISTRY)
 _MODEL_NAMED = ("speech", "language_model", "embeddings")  # modalities whose config carries model_name

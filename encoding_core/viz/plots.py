@@ -44,6 +44,40 @@ def count_axis(title: str, max_count: Optional[float] = None, **extra) -> dict:
     return axis
 
 
+def model_layer_heatmap(models: Sequence[str], layers: Sequence[int], values: np.ndarray,
+                        title: str = "Median test r by model and layer", colorbar: str = "median r"):
+    """Heat-map (plotly) of ``values`` (n_models, n_layers); NaN cells (a model without that layer) stay empty."""
+    import plotly.graph_objects as go
+
+    z = np.asarray(values, dtype=np.float64)
+    short = [str(m)[-32:] for m in models]
+    fig = go.Figure(go.Heatmap(z=z, x=[str(l) for l in layers], y=short, colorscale="Viridis",
+                               colorbar={"title": colorbar}, hovertemplate="%{y}, layer %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="model", height=120 + 40 * len(models),
+                      margin={"t": 40, "b": 40})
+    return fig
+
+
+def partition_bar_figure(rows: Sequence[dict], labels: dict, title: str = "Variance partition per region"):
+    """Stacked bars (plotly): per region (``rows[i]["region"]``), the mean r² of each partition map
+    (``labels``: {map key: legend label}; the key ``joint_r2`` is drawn as a marker, not a bar).
+    Negative means stack below zero, as plotly's relative bar mode does: they are shown, not clipped."""
+    import plotly.graph_objects as go
+
+    regions = [row["region"] for row in rows]
+    fig = go.Figure()
+    for key, label in labels.items():
+        if key == "joint_r2":
+            continue
+        fig.add_bar(x=regions, y=[row.get(key, np.nan) for row in rows], name=label)
+    if "joint_r2" in labels:
+        fig.add_scatter(x=regions, y=[row.get("joint_r2", np.nan) for row in rows], mode="markers",
+                        marker={"symbol": "diamond", "size": 10, "color": "black"}, name=labels["joint_r2"])
+    fig.update_layout(barmode="relative", title=title, yaxis_title="mean r² (test story)", height=360,
+                      margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
 def layer_profile_figure(layers: Sequence[int], median_r: Sequence[float], n_significant: Sequence[int],
                          selected: Optional[int] = None, *, measure: str = "median r",
                          count_label: str = "significant voxels"):

@@ -1,4 +1,4 @@
-"""The Model page offers the five modalities, each with what it needs and its cost."""
+"""The Model page offers the eight modalities (the reference's, custom arrays, the baseline spaces), each with what it needs and its cost."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +14,8 @@ def test_model_page_modalities(studio):
     at.run()
     open_page(at, "model")
     assert at.radio(key="modality").options == ["Speech model", "Word rate", "Word embeddings", "Language model",
-                                                "Custom arrays"]
+                                                "Custom arrays", "Phoneme rate", "Audio envelope",
+                                                "Log-mel spectrogram"]
     at.radio(key="modality").set_value("wordrate").run()
     assert not at.exception
     assert "words with their times" in texts(at.caption)
@@ -44,6 +45,15 @@ def test_model_page_modalities(studio):
     at.text_input(key="custom_path").input(str(studio / "arrays")).run()
     assert not at.exception and not at.error, texts(at.error)
     assert "1 of 3" in texts(at.markdown)
+
+    for modality, caption in (("envelope", "RMS of the sound"), ("logmel", "Log-mel bands"),
+                              ("phonemerate", "phones start")):  # the baseline spaces
+        at.radio(key="modality").set_value(modality).run()
+        assert not at.exception and not at.error, texts(at.error)
+        assert caption in texts(at.caption)
+        if modality == "logmel":
+            at.number_input(key="n_mels").set_value(16).run()
+            assert at.session_state["experiment_config"].features.n_mels == 16
 
     at.radio(key="modality").set_value("speech").run()
     assert not at.exception

@@ -178,7 +178,8 @@ def test_custom_arrays_with_and_without_times(tmp_path):
 
 def test_factory_names_the_supported_modalities():
     assert FeatureExtractorFactory.get_supported_modalities() == ["speech", "wordrate", "embeddings",
-                                                                  "language_model", "custom"]
+                                                                  "language_model", "custom", "phonemerate",
+                                                                  "envelope", "logmel"]
     with pytest.raises(ConfigError, match="Unsupported modality 'video'"):
         FeatureExtractorFactory.create_extractor("video", "x", {})
 
