@@ -246,9 +246,10 @@ def _region_panel(details: dict, simulated: bool) -> None:
 
 
 # --------------------------------------------------------------------------- the map panel
+# URL query parameter -> widget: the view a link opens and a revisit restores (common.restore_widget).
+# (A comment, not a string literal: Streamlit's magic would draw a bare string on the page.)
 URL_VIEW = {"run": "run_pick", "layer": "layer_pick", "value": "map_kind", "fdr": "sig_only", "threshold": "min_r",
             "norm_threshold": "min_norm", "hemi": "hemi", "view": "view"}
-"""URL query parameter -> widget: the view a link opens and a revisit restores (``common.restore_widget``)."""
 
 
 @st.fragment

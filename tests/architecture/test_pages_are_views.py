@@ -51,3 +51,28 @@ def test_the_check_catches_an_internal_import(tmp_path):
     page.write_text("from encoding_core.models.ridge import ridge_nested_cv\nimport torch\n"
                     "from encoding_core import studio, viz\n")
     assert violations(page) == ["encoding_core.models.ridge", "torch"]
+
+
+def stray_strings(path: Path) -> list[int]:
+    """Lines of bare string literals that are not docstrings: Streamlit's "magic" draws them on the page."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first))
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str) and id(node) not in docstrings]
+
+
+@pytest.mark.parametrize("path", VIEWS, ids=lambda p: p.name)
+def test_page_has_no_stray_string_that_magic_would_draw(path):
+    assert stray_strings(path) == [], f"{path.name}: use a comment; Streamlit draws bare strings on the page"
+
+
+def test_the_stray_string_check_catches_one(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text('"""Docstring."""\nX = 1\n"""An attribute note."""\n\ndef f():\n    """Doc."""\n    "drawn"\n')
+    assert stray_strings(page) == [3, 7]

@@ -131,6 +131,7 @@ class BrowserLog:
     console_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     external_requests: list[str] = field(default_factory=list)
+    aborted_media: list[str] = field(default_factory=list)
 
     def attach(self, page) -> None:
         from urllib.parse import urlparse
@@ -144,10 +145,18 @@ class BrowserLog:
             if request.url.startswith(("http://", "https://", "ws://", "wss://")) and host not in LOCAL_HOSTS:
                 self.external_requests.append(request.url)
 
+        def on_failed(request) -> None:
+            # A page's audio/video stream is cancelled by the browser when the user navigates away
+            # (net::ERR_ABORTED on the server's own /media/ URL): not a failure of the app.
+            local = (urlparse(request.url).hostname or "") in LOCAL_HOSTS
+            if local and "/media/" in request.url and "ERR_ABORTED" in str(request.failure):
+                self.aborted_media.append(request.url)
+                return
+            self.failed_requests.append(f"{request.url} ({request.failure})")
+
         page.on("console", on_console)
         page.on("request", on_request)
-        page.on("requestfailed", lambda request: self.failed_requests.append(
-            f"{request.url} ({request.failure})"))
+        page.on("requestfailed", on_failed)
 
     @property
     def clean(self) -> bool:
