@@ -521,6 +521,15 @@ def best_layer_per_voxel(correlations: Mapping[int, np.ndarray]) -> tuple[np.nda
     return layers[index], np.where(np.isfinite(best_r), best_r, np.nan)
 
 
+def _finish_run(writer: Any, results: dict, timer: StageTimer, started: float) -> None:
+    """The run's summary and best layer per voxel written, then the run marked finished with its timings."""
+    with timer("save"):
+        summary = layer_summary(results)
+        best, best_r = best_layer_per_voxel({l: r.arrays["correlations"] for l, r in results.items()})
+        writer.write_best_layer(best, best_r)
+    writer.finish(summary, dict(timer.seconds, total=time.perf_counter() - started))
+
+
 def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None,
                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None,
                    feature_source: Optional[FeatureSource] = None, run_store: Any = None,
@@ -607,12 +616,7 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
             logger.info("Layer %d: median r = %.4f, %d significant", layer, result.metrics["median_score"],
                         result.metrics["n_significant"])
         check_cancel(cancel)
-        with timer("save"):
-            summary = layer_summary(results)
-            best, best_r = best_layer_per_voxel({l: r.arrays["correlations"] for l, r in results.items()})
-            writer.write_best_layer(best, best_r)
-        timings = dict(timer.seconds, total=time.perf_counter() - started)
-        writer.finish(summary, timings)
+        _finish_run(writer, results, timer, started)
     except JobCancelled as exc:
         writer.fail(exc, cancelled=True)
         raise
@@ -686,11 +690,7 @@ def run_feature_space_experiment(config: ExperimentConfig, assembly: Optional[As
                 writer.write_layer(layer, result.metrics, result.arrays, result.weights)
             kept[layer] = LayerResult(result.metrics, {"correlations": result.arrays["correlations"]})
         check_cancel(cancel)
-        with timer("save"):
-            summary = layer_summary(kept)
-            best, best_r = best_layer_per_voxel({l: r.arrays["correlations"] for l, r in kept.items()})
-            writer.write_best_layer(best, best_r)
-        writer.finish(summary, dict(timer.seconds, total=time.perf_counter() - started))
+        _finish_run(writer, kept, timer, started)
     except JobCancelled as exc:
         writer.fail(exc, cancelled=True)
         raise

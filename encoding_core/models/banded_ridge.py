@@ -56,7 +56,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -68,6 +68,7 @@ from encoding_core.models.ridge import (
     MAX_BLOCK_VOXELS,
     _alpha_correlations,
     _alpha_factors,
+    _budget_bytes,
     _check_alphas,
     _check_folds,
     _device,
@@ -272,7 +273,7 @@ def banded_ridge_nested_cv(spaces: Sequence[Any], Y: Any, folds: Sequence[tuple[
     n_features = tuple(int(x.shape[1]) for x in xs)
     setup = _Setup(features=_Features(xs, dtype, dev), y_np=y_np, folds=fold_list, grid=grid, candidates=cands,
                    column_space=np.repeat(np.arange(len(xs)), n_features), normalpha=bool(normalpha), dev=dev,
-                   dtype=dtype, budget=_check_budget(memory_budget_gb), report=report, cancel=cancel)
+                   dtype=dtype, budget=_budget_bytes(memory_budget_gb), report=report, cancel=cancel)
     fitted = _fit_dual(setup) if n < sum(n_features) else _fit_primal(setup)
     return _result(fitted, setup, n_features)
 
@@ -356,6 +357,26 @@ class _Setup:
         return torch.from_numpy(np.sqrt(self.candidates[candidate])[self.column_space])
 
 
+class _FitProgress:
+    """Counts the fit's steps; each step checks for cancellation and reports ``step / total``."""
+
+    def __init__(self, setup: "_Setup", total: int) -> None:
+        self.setup, self.total, self.step = setup, total, 0
+
+    def advance(self, message: str) -> None:
+        self.step += 1
+        check_cancel(self.setup.cancel)
+        self.setup.report("fit", self.step, self.total, message)
+
+    def candidate_ticker(self, fold_number: int, cand: int, n_cands: int) -> Callable[[], None]:
+        """The tick of one fold's candidate, for :func:`_score_blocks`."""
+        n_folds = len(self.setup.folds)
+        return lambda: self.advance(f"inner fold {fold_number + 1}/{n_folds}, candidate {cand + 1}/{n_cands}")
+
+    def done(self, message: str) -> None:
+        self.setup.report("fit", self.total, self.total, message)
+
+
 def _fit_primal(s: _Setup) -> _Fitted:
     """Nested CV and refit in the primal (p x p) form; see the module docstring, steps 1-6."""
     feats, y_np, dev, dtype = s.features, s.y_np, s.dev, s.dtype
@@ -375,8 +396,7 @@ def _fit_primal(s: _Setup) -> _Fitted:
     blocks = _voxel_blocks(n_voxels, block)
     targets = _Targets(y_np, blocks, dtype, dev)
     n_chunks = -(-n_alphas // alpha_chunk) if alpha_chunk else 1  # at most; saturated alphas are scored once
-    total = len(s.folds) * len(blocks) * (1 + n_cands * n_chunks) + 2 * len(blocks)
-    step = 0
+    progress = _FitProgress(s, len(s.folds) * len(blocks) * (1 + n_cands * n_chunks) + 2 * len(blocks))
     eps = torch.finfo(dtype).eps
     scores = torch.zeros((n_cands, n_alphas, n_voxels), dtype=torch.float64)
     cross = torch.empty((p, n_voxels), dtype=dtype, device=dev)  # C_f per fold, then C = X'Y
@@ -401,9 +421,7 @@ def _fit_primal(s: _Setup) -> _Fitted:
                 cross[:, cols] -= removed_x_dev.T @ targets.get(removed_idx, cols)
             else:
                 cross[:, cols] = train_x_dev.T @ targets.get(train_idx, cols)
-            step += 1
-            check_cancel(s.cancel)
-            s.report("fit", step, total, f"inner fold {fold_number + 1}/{len(s.folds)}: X'Y")
+            progress.advance(f"inner fold {fold_number + 1}/{len(s.folds)}: X'Y")
         removed_x_dev = train_x_dev = None
         held_x = feats.rows64(test_idx)
         held_c = held_x - held_x.mean(dim=0)
@@ -419,12 +437,7 @@ def _fit_primal(s: _Setup) -> _Fitted:
             del evecs
             scored_shrink = shrink[:, scored].to(dev, dtype)
 
-            def tick(cand=cand, fold_number=fold_number):
-                nonlocal step
-                step += 1
-                check_cancel(s.cancel)
-                s.report("fit", step, total, f"inner fold {fold_number + 1}/{len(s.folds)}, "
-                                             f"candidate {cand + 1}/{n_cands}")
+            tick = progress.candidate_ticker(fold_number, cand, n_cands)
 
             # 3) all scored alphas per voxel block.
             corr = _score_blocks(held_rotated, scored_shrink, right, blocks, alpha_chunk,
@@ -441,9 +454,7 @@ def _fit_primal(s: _Setup) -> _Fitted:
     # 6) refit: C = X'Y into the same buffer, then per chosen candidate one eigendecomposition.
     for cols in blocks:
         feats.cross(targets.get(None, cols), out=cross[:, cols])
-        step += 1
-        check_cancel(s.cancel)
-        s.report("fit", step, total, "refit: X'Y")
+        progress.advance("refit: X'Y")
     in_place = dtype == torch.float32 and dev.type == "cpu"
     weights = cross.numpy() if in_place else np.empty((p, n_voxels), dtype=np.float32)
     penalty_scale = np.ones(n_cands)
@@ -466,7 +477,7 @@ def _fit_primal(s: _Setup) -> _Fitted:
             else:
                 weights[:, chunk.cpu().numpy()] = chunk_weights.float().cpu().numpy()
             check_cancel(s.cancel)
-    s.report("fit", total, total, "refit")
+    progress.done("refit")
     return _Fitted(weights, mean_scores, penalty_scale, best_candidate, best_alpha)
 
 
@@ -489,8 +500,7 @@ def _fit_dual(s: _Setup) -> _Fitted:
     blocks = _voxel_blocks(n_voxels, block)
     targets = _Targets(y_np, blocks, dtype, dev)
     n_chunks = -(-n_alphas // alpha_chunk) if alpha_chunk else 1  # at most; saturated alphas are scored once
-    total = len(s.folds) * len(blocks) * n_cands * n_chunks + len(blocks)
-    step = 0
+    progress = _FitProgress(s, len(s.folds) * len(blocks) * n_cands * n_chunks + len(blocks))
     eps = torch.finfo(dtype).eps
     scores = torch.zeros((n_cands, n_alphas, n_voxels), dtype=torch.float64)
     for fold_number, (train_idx, test_idx) in enumerate(s.folds):
@@ -509,12 +519,7 @@ def _fit_dual(s: _Setup) -> _Fitted:
             del evecs
             scored_shrink = shrink[:, scored].to(dev, dtype)
 
-            def tick(cand=cand, fold_number=fold_number):
-                nonlocal step
-                step += 1
-                check_cancel(s.cancel)
-                s.report("fit", step, total, f"inner fold {fold_number + 1}/{len(s.folds)}, "
-                                             f"candidate {cand + 1}/{n_cands}")
+            tick = progress.candidate_ticker(fold_number, cand, n_cands)
 
             corr = _score_blocks(held_rotated, scored_shrink, evecs_t, blocks, alpha_chunk,
                                  operand=lambda cols, rows=train_idx: targets.get(rows, cols),
@@ -544,7 +549,7 @@ def _fit_dual(s: _Setup) -> _Fitted:
                 weights[rows, chunk] = (g * (x.T @ dual)).float().cpu().numpy()
             check_cancel(s.cancel)
         del evecs_dev
-    s.report("fit", total, total, "refit")
+    progress.done("refit")
     return _Fitted(weights, mean_scores, penalty_scale, best_candidate, best_alpha)
 
 
@@ -747,16 +752,6 @@ def _positive_count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError(f"{name} must be a positive whole number; got {value!r}.")
     return int(value)
-
-
-def _check_budget(memory_budget_gb: Any) -> float:
-    try:
-        budget = float(memory_budget_gb) * 1024 ** 3
-    except (TypeError, ValueError):
-        raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.") from None
-    if not budget > 0:
-        raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.")
-    return budget
 
 
 def _banded_block_size(budget: float, fixed: float, per_voxel: float) -> int:

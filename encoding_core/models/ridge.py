@@ -441,14 +441,20 @@ def _target_block(y_np: np.ndarray, rows: Any, cols: slice, dtype: torch.dtype,
     return torch.where(finite, block, torch.zeros_like(block)), n_bad
 
 
-def _block_size(memory_budget_gb: float, n: int, p: int, n_held: int, n_alphas: int, dtype: torch.dtype) -> int:
-    """Voxels per block so the per-block working set stays within the budget."""
+def _budget_bytes(memory_budget_gb: Any) -> float:
+    """``memory_budget_gb`` (GiB) in bytes; InputError unless it is a positive number."""
     try:
         budget = float(memory_budget_gb) * 1024 ** 3
     except (TypeError, ValueError):
         raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.") from None
     if not budget > 0:
         raise InputError(f"memory_budget_gb must be a positive number; got {memory_budget_gb!r}.")
+    return budget
+
+
+def _block_size(memory_budget_gb: float, n: int, p: int, n_held: int, n_alphas: int, dtype: torch.dtype) -> int:
+    """Voxels per block so the per-block working set stays within the budget."""
+    budget = _budget_bytes(memory_budget_gb)
     itemsize = 8 if dtype == torch.float64 else 4
     # Per voxel: a column of Y (the X'Y pass reads all n rows), the fold's C_f and V'C_f, the
     # held-out targets and predictions (all alphas when the fold's mapping is used), the
