@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,51 +27,22 @@ PAGES = [("Home", ""), ("Assembly", "assembly"), ("Audio", "audio"), ("Model & l
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    port = _free_port()
-    env = dict(os.environ, ENCODING_STUDIO_HOME=str(tmp_path), ENCODING_STUDIO_DEMO_PRESET="tiny",
-               ENCODING_STUDIO_CACHE=str(tmp_path_factory.getbasetemp() / "app-feature-cache"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
-    log = open(tmp_path / "streamlit.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    env = {"ENCODING_STUDIO_HOME": str(tmp_path), "ENCODING_STUDIO_DEMO_PRESET": "tiny",
+           "ENCODING_STUDIO_CACHE": str(tmp_path_factory.getbasetemp() / "app-feature-cache")}
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
+        process = bh.start_server(ROOT, tmp_path, bh.free_port(), env=env, timeout_s=90)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield process.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        bh.stop_server(process)
         # stop any job worker the app started (they run in their own sessions)
         for pid_file in (tmp_path / ".encoding_studio" / "jobs").glob("*/job.json"):
-            import json
-
             pid = json.loads(pid_file.read_text()).get("pid")
             state = pid_file.parent / "state.json"
             if pid and state.exists() and json.loads(state.read_text()).get("state") in ("queued", "running"):
