@@ -109,6 +109,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_server(home: Path, port: int):
+    """``streamlit run app.py`` in ``home`` on a loopback port; returns the process once healthy.
+
+    The process gets a ``port`` attribute. Its output goes to ``home/streamlit.log``.
+    """
+    import subprocess
+    import urllib.request
+
+    log = open(home / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=home, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    process.port = port
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
 CHART_KEYS = ("layer_profile", "surface_map", "histogram")
 
 
