@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from encoding_core import viz
-from pages._common import PAGES, sidebar_state
+from pages._common import PAGES, routed_page, sidebar_state
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -49,4 +49,5 @@ navigation = st.navigation({
 viz.import_plotting_libraries()
 _start_figure_warm_up()
 sidebar_state()
-navigation.run()
+with routed_page():
+    navigation.run()

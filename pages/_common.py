@@ -6,7 +6,9 @@ switches lives under non-widget keys; jobs and runs live on disk (JobManager, Ru
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
+import runpy
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -32,6 +34,33 @@ logger = logging.getLogger("encoding_studio")
 # Pages also run without app.py (a page's URL opened in a new session runs the page file alone):
 # the plotting libraries are imported here too, one thread at a time (see app.py).
 viz.import_plotting_libraries()
+
+APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
+_routed = contextvars.ContextVar("encoding_studio_routed", default=False)
+
+
+@contextlib.contextmanager
+def routed_page() -> Iterator[None]:
+    """app.py runs the chosen page inside this, so :func:`enter_through_app` knows the router ran."""
+    token = _routed.set(True)
+    try:
+        yield
+    finally:
+        _routed.reset(token)
+
+
+def enter_through_app() -> None:
+    """Every page calls this first. Streamlit also runs a page file on its own: a ``pages/``
+    folder beside app.py switches on its older multipage mode, in which a page's URL opened in
+    a fresh tab (a shared link such as ``/results?run=...``) runs that file without app.py, so
+    the sidebar listed the folder's raw files and the app's navigation was missing. Then this
+    runs app.py, which draws the same page (same URL and query parameters) through
+    ``st.navigation``, and stops the stray run."""
+    if _routed.get():
+        return
+    runpy.run_path(str(APP_SCRIPT), run_name="__encoding_studio_app__")
+    st.stop()
+
 
 CONFIG_KEY = "experiment_config"
 ASSEMBLY_KEY = "assembly_source"  # (path, subject, stories) of the loaded assembly

@@ -23,6 +23,8 @@ from encoding_core.studio import (
 )
 from pages import _common as common
 
+common.enter_through_app()  # a page URL opened directly: draw it through app.py's router
+
 st.title("Assembly")
 st.caption("An assembly is one subject's fMRI responses to a set of stories, with TR times and transcripts.")
 common.how_this_works("assembly")

@@ -15,6 +15,8 @@ from encoding_core.studio import (
 )
 from pages import _common as common
 
+common.enter_through_app()  # a page URL opened directly: draw it through app.py's router
+
 AUDIO_SUFFIXES = [".wav", ".flac", ".mp3", ".ogg"]
 
 st.title("Audio")

@@ -11,6 +11,8 @@ from encoding_core.studio import (
 )
 from pages import _common as common
 
+common.enter_through_app()  # a page URL opened directly: draw it through app.py's router
+
 st.title("Encoding Studio")
 st.markdown(
     "Fit **voxelwise encoding models**: predict fMRI responses to spoken stories from the hidden layers "

@@ -33,6 +33,8 @@ from encoding_core.studio import (
 )
 from pages import _common as common
 
+common.enter_through_app()  # a page URL opened directly: draw it through app.py's router
+
 PRESETS = [DEFAULT_MODEL, "openai/whisper-tiny", "openai/whisper-base", "openai/whisper-small",
            "facebook/hubert-base-ls960", "facebook/wav2vec2-base-960h", "microsoft/wavlm-base-plus"]
 CUSTOM = "Custom id or local folder ..."

@@ -47,6 +47,8 @@ from encoding_core.studio import (
 )
 from pages import _common as common
 
+common.enter_through_app()  # a page URL opened directly: draw it through app.py's router
+
 CORRELATION = "correlation r"
 NORMALISED = "noise-ceiling-normalised r"
 
@@ -227,8 +229,8 @@ def _alpha_panel(metrics: dict) -> None:
     for warning in diagnostics.get("warnings", []):
         st.warning(f"Alpha grid: {warning}")
     with st.expander("Ridge penalty: chosen alpha per voxel and mean inner-CV score per alpha"):
-        st.plotly_chart(viz.alpha_choice_figure(diagnostics["alphas"], diagnostics["counts"],
-                                                diagnostics.get("mean_cv_score_per_alpha")), key="alpha_choice")
+        common.chart(viz.alpha_choice_figure(diagnostics["alphas"], diagnostics["counts"],
+                                             diagnostics.get("mean_cv_score_per_alpha")), key="alpha_choice")
 
 
 def _region_panel(details: dict, simulated: bool) -> None:
@@ -372,8 +374,8 @@ c[3].metric("Significant", f"{m.get('percent_significant', 0):.1f} %")
 _statistics_caption(m, run_config)
 
 if len(profile["layers"]) > 1:
-    st.plotly_chart(viz.layer_profile_figure(profile["layers"], profile["median_r"], profile["n_significant"],
-                                             selected=layer), key="layer_profile")
+    common.chart(viz.layer_profile_figure(profile["layers"], profile["median_r"], profile["n_significant"],
+                                          selected=layer), key="layer_profile")
 
 st.subheader("Map")
 ceiling = a.get("normalized_correlations")
@@ -412,7 +414,7 @@ _map_panel({
 hemi = st.session_state.get("hemi", "left") if surface_map is not None else None
 view = st.session_state.get("view", "lateral") if surface_map is not None else None
 
-st.plotly_chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
+common.chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
 _alpha_panel(m)
 _region_panel(details, simulated)
 
@@ -438,7 +440,7 @@ if is_partition_run(m):
         st.caption(f"{partition_source} The bars show all voxels and those the joint model predicts (r² > 0).")
         partition_rows = partition_region_rows(a, m, {"all voxels": np.ones(a["joint_r2"].shape, dtype=bool),
                                                       "joint r² > 0": a["joint_r2"] > 0})
-    st.plotly_chart(viz.partition_bar_figure(partition_rows, partition_labels), key="partition_bars")
+    common.chart(viz.partition_bar_figure(partition_rows, partition_labels), key="partition_bars")
 
 st.subheader("Compare with another run")
 others = [i for i in ids if i != run_id]
@@ -477,7 +479,7 @@ if groups:
     with common.user_errors("Reading the run group"):
         group_rows = comparison_table(results_dir, group["group_id"])
         models, group_layers, matrix = comparison_matrix(group_rows)
-        st.plotly_chart(viz.model_layer_heatmap(models, group_layers, matrix), key="model_layer_heatmap")
+        common.chart(viz.model_layer_heatmap(models, group_layers, matrix), key="model_layer_heatmap")
         st.dataframe(group_rows, hide_index=True, height=200)
         cells = [f"{row['model']} · layer {row['layer']}" for row in group_rows]
 

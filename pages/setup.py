@@ -31,6 +31,8 @@ from encoding_core.studio import (
 )
 from pages import _common as common
 
+common.enter_through_app()  # a page URL opened directly: draw it through app.py's router
+
 st.title("Setup")
 cfg = common.config()
 current = common.require_assembly()

@@ -27,6 +27,8 @@ from encoding_core.studio import (
 )
 from pages import _common as common
 
+common.enter_through_app()  # a page URL opened directly: draw it through app.py's router
+
 REFRESH_S = 1.5  # seconds between two reads of the job files while a job is active
 
 st.title("Train")

@@ -23,6 +23,7 @@ Units: times in seconds from sound onset, trimming bounds and delays in TRs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -255,6 +256,16 @@ class PreparedTargets:
     def Y_train(self) -> np.ndarray:
         return np.concatenate([self.train[n] for n in self.train_stories], axis=0)
 
+    @functools.cached_property
+    def noise_ceiling_r(self) -> Optional[np.ndarray]:
+        """(n_voxels,) ceiling correlation of ``test_repeats`` (for their mean when
+        ``test_is_repeat_mean``), computed once per run; None without two repeats."""
+        if self.test_repeats is None or self.test_repeats.shape[0] < 2:
+            return None
+        from encoding_core.stats.noise_ceiling import noise_ceiling
+
+        return noise_ceiling(self.test_repeats, averaged_target=self.test_is_repeat_mean)[1]
+
     @property
     def groups(self) -> np.ndarray:
         """(n_train_trs,) index of the story each stacked training TR comes from."""
@@ -431,12 +442,13 @@ def fit_layer(features: PreparedFeatures, targets: PreparedTargets, config: Expe
         result = fit_train_test(features.X_train, targets.Y_train, features.test, targets.test, config.ridge,
                                 config.stats, groups=targets.groups, test_repeats=targets.test_repeats,
                                 test_target_is_repeat_mean=targets.test_is_repeat_mean, cancel=cancel,
-                                tr_s=targets.tr)
+                                tr_s=targets.tr, ceiling_r=targets.noise_ceiling_r)
     else:
         result = fit_cross_validated(features.X_train, targets.Y_train, targets.groups, config.ridge, config.stats,
                                      cancel=cancel, tr_s=targets.tr, repeats=targets.test_repeats,
                                      repeats_rows=targets.repeats_rows(),
-                                     repeats_target_is_mean=targets.test_is_repeat_mean)
+                                     repeats_target_is_mean=targets.test_is_repeat_mean,
+                                     ceiling_r=targets.noise_ceiling_r)
     if targets.test_repeats is not None:  # how the ceiling's target was decided (see PreparedTargets)
         from encoding_core.stats.noise_ceiling import REPEAT_MEAN_MIN_R
 

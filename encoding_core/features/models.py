@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import logging
+import math
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from encoding_core.common.errors import InputError, ModelUnavailableError
 from encoding_core.features import bundled_whisper
@@ -180,8 +182,52 @@ def _hidden_size(config: Any) -> int:
     return int(getattr(config, "d_model", None) or config.hidden_size)
 
 
+SAFETENSORS_HEADER_MAX_BYTES = 64 * 1024 ** 2
+WHISPER_ENCODER_PREFIXES = ("model.encoder.", "encoder.")
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape from a .safetensors file's header (8-byte length, then JSON); reads no weights."""
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if not 0 < length <= SAFETENSORS_HEADER_MAX_BYTES:
+            raise ValueError(f"implausible safetensors header length {length}")
+        header = json.loads(handle.read(length))
+    return {name: [int(d) for d in entry["shape"]] for name, entry in header.items() if name != "__metadata__"}
+
+
+def _whisper_facts_from_files(name: str, folder: Path) -> Optional[ModelFacts]:
+    """Facts of a Whisper folder from config.json and model.safetensors' header alone.
+
+    The warm path of a run (features cached) then needs no transformers import (~3-7 s here).
+    The encoder's parameters are the tensors under ``model.encoder.`` (or ``encoder.``), the
+    ones ``WhisperModel.get_encoder().parameters()`` counts. Anything else (another kind, sharded
+    or .bin weights, an unreadable header) returns None and the caller builds the model.
+    """
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        if config.get("model_type") != "whisper" or not (folder / "model.safetensors").is_file():
+            return None
+        shapes = _safetensors_shapes(folder / "model.safetensors")
+        encoder = [shape for key, shape in shapes.items() if key.startswith(WHISPER_ENCODER_PREFIXES)]
+        if not encoder:
+            return None
+        n_parameters = sum(math.prod(shape) for shape in encoder)
+        return ModelFacts(name, int(config["encoder_layers"]), int(config["d_model"]), int(n_parameters), "whisper")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 @functools.lru_cache(maxsize=32)
 def _facts_cached(name: str, folder: str, identity: str) -> ModelFacts:
+    fast = _whisper_facts_from_files(name, Path(folder))
+    if fast is not None:
+        return fast
+    return _facts_from_model(name, folder, identity)
+
+
+def _facts_from_model(name: str, folder: str, identity: str) -> ModelFacts:
+    """Facts from the model built on the meta device (shapes only, no weights read)."""
     import torch
     from transformers import AutoModel
 

@@ -55,20 +55,19 @@ def evaluate_predictions(Y: np.ndarray, P: np.ndarray, stats: StatsConfig, group
     recorded settings), ``significance_test`` (its label, :func:`describe_test`) and, when
     no voxel survives FDR and ``fallback``, ``fallback_threshold`` (see :func:`_fallback`).
     """
-    from encoding_core.stats.scores import pearson_r, r2_score
+    from encoding_core.stats.scores import r2_score
     from encoding_core.stats.significance import describe_test, fdr_bh, significance
 
     options = dict(significance_options(stats, groups, tr_s), variance_factor=variance_factor)
     result = significance(Y, P, **options)
     mask, corrected = fdr_bh(result.p_values, q=stats.fdr_q)
-    arrays = {"correlations": np.asarray(pearson_r(Y, P), dtype=np.float32),
+    arrays = {"correlations": np.asarray(result.r, dtype=np.float32),  # Pearson r (0 where unusable)
               "r2": np.asarray(r2_score(Y, P), dtype=np.float32),
               "p_values": np.asarray(result.p_values, dtype=np.float64),
               "corrected_p_values": np.asarray(corrected, dtype=np.float64),
               "significant_mask": np.asarray(mask, dtype=bool)}
     if stats.test != "parametric_iid":
-        arrays["parametric_iid_p_values"] = np.asarray(
-            significance(Y, P, test="parametric_iid", alternative=stats.alternative).p_values, dtype=np.float64)
+        arrays["parametric_iid_p_values"] = np.asarray(result.textbook_p_values(), dtype=np.float64)
     settings = dict(result.settings, fdr_q=float(stats.fdr_q), n_fdr_significant=int(mask.sum()))
     metrics: dict[str, Any] = {"significance": settings, "significance_test": describe_test(settings)}
     if fallback and not mask.any():
@@ -175,7 +174,8 @@ def fit_train_test(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray,
                    ridge: RidgeConfig, stats: StatsConfig, groups: Optional[np.ndarray] = None,
                    test_repeats: Optional[np.ndarray] = None, test_target_is_repeat_mean: bool = False,
                    cancel: Optional[CancelFlag] = None, tr_s: float = 2.0, score: str = "r",
-                   normalize_features: bool = False, normalize_targets: bool = False) -> LayerResult:
+                   normalize_features: bool = False, normalize_targets: bool = False,
+                   ceiling_r: Optional[np.ndarray] = None) -> LayerResult:
     """Nested-CV ridge on the training TRs, predict the test TRs, test statistics.
 
     X_*: (n_trs, n_features) float32, Y_*: (n_trs, n_voxels) float32 (z-scored); groups:
@@ -184,7 +184,8 @@ def fit_train_test(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray,
     mean of those repeats (the ceiling is then that of an averaged target); tr_s: TR in seconds.
     score: the inner-CV score (``r`` or ``r2``, see ``ridge_nested_cv``); normalize_features /
     normalize_targets: standardise columns with the training rows' statistics first
-    (:func:`standardize_columns`).
+    (:func:`standardize_columns`); ceiling_r: (n_voxels,) the noise ceiling of test_repeats when
+    already computed (the pipeline computes it once per run).
     """
     started = time.perf_counter()
     if normalize_features:
@@ -197,7 +198,7 @@ def fit_train_test(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray,
     arrays, significance_metrics = evaluate_predictions(Y_test, predicted, stats, tr_s=tr_s)
     arrays["best_alphas"] = np.asarray(fit.best_alphas, dtype=np.float64)
     arrays["cv_scores"] = np.asarray(fit.cv_scores, dtype=np.float32)
-    arrays.update(_ceiling_arrays(arrays["correlations"], test_repeats, test_target_is_repeat_mean))
+    arrays.update(_ceiling_arrays(arrays["correlations"], test_repeats, test_target_is_repeat_mean, ceiling_r))
     metrics = _score_summary(arrays, ridge.alphas, arrays["cv_scores"])
     metrics.update(significance_metrics)
     metrics.update({"mode": "train_test", "n_train_trs": int(X_train.shape[0]), "n_test_trs": int(X_test.shape[0]),
@@ -209,10 +210,11 @@ def fit_train_test(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray,
 
 
 def _ceiling_arrays(r: np.ndarray, repeats: Optional[np.ndarray],
-                    target_is_repeat_mean: bool = False) -> dict[str, np.ndarray]:
+                    target_is_repeat_mean: bool = False, ceiling_r: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """Noise ceiling (n_voxels,) from (n_repeats, n_trs, n_voxels) repeats and r / ceiling.
 
     Both NaN without repeats; the normalised r is NaN wherever the ceiling is unusable.
+    ceiling_r: the ceiling of these repeats when already computed (it is the same for every layer).
     """
     n = np.asarray(r).shape[0]
     if repeats is None or repeats.shape[0] < 2:
@@ -220,7 +222,8 @@ def _ceiling_arrays(r: np.ndarray, repeats: Optional[np.ndarray],
                 "normalized_correlations": np.full(n, np.nan, np.float32)}
     from encoding_core.stats.noise_ceiling import noise_ceiling, normalize_by_ceiling
 
-    _, ceiling_r = noise_ceiling(repeats, averaged_target=target_is_repeat_mean)
+    if ceiling_r is None:
+        _, ceiling_r = noise_ceiling(repeats, averaged_target=target_is_repeat_mean)
     return {"noise_ceiling": np.asarray(ceiling_r, dtype=np.float32),
             "normalized_correlations": np.asarray(normalize_by_ceiling(r, ceiling_r), dtype=np.float32)}
 
@@ -262,7 +265,7 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
                         repeats: Optional[np.ndarray] = None, repeats_rows: Optional[np.ndarray] = None,
                         repeats_target_is_mean: bool = False, outer_kind: Optional[str] = None, score: str = "r",
                         normalize_features: bool = False, normalize_targets: bool = False,
-                        mean_weights: bool = False) -> LayerResult:
+                        mean_weights: bool = False, ceiling_r: Optional[np.ndarray] = None) -> LayerResult:
     """"All stories (CV)": outer folds over all stacked TRs, nested-CV ridge inside each training part.
 
     X: (n, p), Y: (n, v) (z-scored per story), groups: (n,) story label per TR; tr_s: TR in s.
@@ -281,6 +284,7 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
     TRs that no outer fold tests (time-series kinds) are left out of the pooled statistics.
     score, normalize_*: as :func:`fit_train_test`, the normalisation fitted on each fold's
     training rows. mean_weights: return the mean of the folds' weights (p, v) as ``weights``.
+    ceiling_r: (v,) the noise ceiling of ``repeats`` when already computed.
     """
     from encoding_core.stats.significance import describe_test, fdr_bh, significance
 
@@ -348,7 +352,7 @@ def fit_cross_validated(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, ridge:
         rows = np.asarray(repeats_rows)
         story_r = np.asarray(pearson_r(Y[rows], predicted[rows]), dtype=np.float32)
         arrays["noise_ceiling_story_correlations"] = story_r
-        arrays.update(_ceiling_arrays(story_r, repeats, repeats_target_is_mean))
+        arrays.update(_ceiling_arrays(story_r, repeats, repeats_target_is_mean, ceiling_r))
         ceiling_metrics = {"noise_ceiling_target": "repeat_mean" if repeats_target_is_mean else "single_repeat",
                            "noise_ceiling_n_trs": int(rows.size)}
     else:

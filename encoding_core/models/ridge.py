@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -48,7 +47,6 @@ MAX_BLOCK_VOXELS = 2048
 """Upper bound on the voxel block size (larger blocks are not faster, only bigger)."""
 
 
-@dataclass
 class RidgeFit:
     """Result of :func:`ridge_nested_cv`.
 
@@ -56,24 +54,55 @@ class RidgeFit:
     cv_scores: (n_alphas, v) float32, mean inner-fold correlation, rows in ``alphas`` order.
     alphas: (n_alphas,) the grid as given. alpha_scale: S[0] of the full training X (the
     factor applied to alphas when ``normalpha``; 1.0 otherwise).
+
+    A fit in kernel form (fewer TRs than features) keeps the training X (n, p), the kernel's
+    eigenvectors U (n, n) and the rotated dual coefficients R (n, v) instead (dual coefficients
+    ``U R``): ``weights = X' U R`` is formed on first access (p x n x v flops, the largest
+    product of such a fit), and :meth:`predict` uses ``((X_new X') U) R``, which never forms
+    it. Cross-validated runs only predict, so they skip it.
     """
 
-    weights: np.ndarray
-    best_alphas: np.ndarray
-    cv_scores: np.ndarray
-    alphas: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    alpha_scale: float = 1.0
+    def __init__(self, weights: Optional[np.ndarray] = None, best_alphas: Optional[np.ndarray] = None,
+                 cv_scores: Optional[np.ndarray] = None, alphas: Optional[np.ndarray] = None,
+                 alpha_scale: float = 1.0, dual: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> None:
+        if (weights is None) == (dual is None):
+            raise ValueError("RidgeFit needs either weights (p, v) or dual = (train X (n, p), U (n, r), R (r, v)).")
+        self._weights = weights
+        self._dual = dual
+        self.best_alphas = best_alphas
+        self.cv_scores = cv_scores
+        self.alphas = np.zeros(0) if alphas is None else alphas
+        self.alpha_scale = float(alpha_scale)
+
+    @property
+    def n_features(self) -> int:
+        return int(self._weights.shape[0] if self._weights is not None else self._dual[0].shape[1])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(p, v) float32 (formed from the dual coefficients on first access for a kernel-form fit)."""
+        if self._weights is None:
+            train_x, basis, rotated = self._dual
+            weights = np.empty((train_x.shape[1], rotated.shape[1]), dtype=np.float32)
+            for cols in _voxel_blocks(rotated.shape[1], MAX_BLOCK_VOXELS):  # in the fit's precision
+                weights[:, cols] = train_x.T @ (basis @ rotated[:, cols])
+            self._weights = weights
+        return self._weights
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions (n, v) float32 for features X (n, p)."""
         values = as_matrix(X, "X", allow_bool=True)
-        if values.shape[1] != self.weights.shape[0]:
+        if values.shape[1] != self.n_features:
             raise InputError(
-                f"X has {values.shape[1]} columns but the model was fitted on {self.weights.shape[0]} features; "
+                f"X has {values.shape[1]} columns but the model was fitted on {self.n_features} features; "
                 "prepare the test features exactly like the training features (same layer, delays)."
             )
         values = np.nan_to_num(values.astype(np.float32, copy=False))
-        return values @ self.weights
+        if self._weights is None:
+            train_x, basis, rotated = self._dual
+            return (((values.astype(rotated.dtype, copy=False) @ train_x.T) @ basis) @ rotated).astype(np.float32,
+                                                                                                      copy=False)
+        return values @ self._weights
 
 
 def ridge_fit(X: Any, Y: Any, alpha: Any, normalpha: bool = False) -> np.ndarray:
@@ -131,6 +160,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     dev = _device(device)
     dtype = torch.float64 if (y_np.dtype == np.float64 and dev.type != "mps") else torch.float32
     report = progress or (lambda stage, done, total, message="": None)
+    check_y = not _all_finite(y_np)
 
     if x_np.dtype not in (np.float32, np.float64):
         x_np = x_np.astype(np.float64)
@@ -147,7 +177,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     x_dev = x_host.to(dev, dtype)  # no copy for float32 X and float32 Y on the CPU
     if n < p:  # fewer TRs than features: n x n kernel matrices instead of p x p Gram matrices
         return _nested_cv_dual(x_host, x_dev, y_np, fold_list, grid, normalpha, single_alpha, dtype,
-                               memory_budget_gb, report, cancel, score)
+                               memory_budget_gb, report, cancel, score, check_y)
     gram = _float64_gram(x_host)
 
     block = _block_size(memory_budget_gb, n, p, max(len(te) for _, te in fold_list), len(grid), dtype)
@@ -161,7 +191,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     cross = torch.empty((p, n_voxels), dtype=dtype, device=dev)
     n_bad_voxels = 0
     for cols in blocks:
-        y_block, n_bad = _target_block(y_np, slice(None), cols, dtype, dev)
+        y_block, n_bad = _target_block(y_np, slice(None), cols, dtype, dev, check_y)
         n_bad_voxels += n_bad
         cross[:, cols] = x_dev.T @ y_block
         del y_block
@@ -210,21 +240,17 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
             mapping = mapping.reshape(-1, p)
         for cols in blocks:
             if downdate:
-                y_removed, _ = _target_block(y_np, removed_idx, cols, dtype, dev)
+                y_removed, _ = _target_block(y_np, removed_idx, cols, dtype, dev, check_y)
                 cross_fold = cross[:, cols] - removed_x_dev.T @ y_removed
                 y_held = y_removed[held_in_removed]
                 del y_removed
             else:
-                y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev)
+                y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev, check_y)
                 cross_fold = train_x_dev.T @ y_train
                 del y_train
-                y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
+                y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev, check_y)
             if mapping is not None:
-                y_centred = y_held - y_held.mean(dim=0)
-                preds = (mapping @ cross_fold).reshape(len(scored), n_held, -1)
-                pred_ss = (preds * preds).sum(dim=1).double()
-                numerator = preds.mul_(y_centred).sum(dim=1).double()  # in place: no second buffer
-                corr = _held_out_score(numerator, pred_ss, (y_centred * y_centred).sum(dim=0).double(), score)
+                corr = _mapped_correlations(mapping, cross_fold, y_held, len(scored), score)
             else:
                 corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ cross_fold, y_held, score)
             del cross_fold
@@ -264,7 +290,8 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
 
 def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray, fold_list: list, grid: np.ndarray,
                     normalpha: bool, single_alpha: bool, dtype: torch.dtype, memory_budget_gb: float,
-                    report: ProgressCallback, cancel: Optional[CancelFlag], score: str = "r") -> RidgeFit:
+                    report: ProgressCallback, cancel: Optional[CancelFlag], score: str = "r",
+                    check_y: bool = True) -> RidgeFit:
     """:func:`ridge_nested_cv` when n < p, in kernel form: the same weights and scores.
 
     With the training kernel ``K = X X' = U diag(s^2) U'`` (n, n), the weights for penalty a
@@ -278,6 +305,8 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
     dev = x_dev.device
     kernel = _float64_gram(x_host, rows=True)
     block = _block_size(memory_budget_gb, n, n, max(len(te) for _, te in fold_list), len(grid), dtype)
+    itemsize = 8 if dtype == torch.float64 else 4
+    mapping_bytes = _budget_bytes(memory_budget_gb) / 8  # cap on the per-fold (alphas x n_h, n_t) mapping
     blocks = _voxel_blocks(n_voxels, block)
     total_steps = len(blocks) * (len(fold_list) + 1)
     step = 0
@@ -289,13 +318,26 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
         shrink, scored, representative = _alpha_factors(evals, grid, normalpha, eps)
         shrink = shrink * (evals > 0).unsqueeze(1)
         held_kernel = kernel[held][:, train]
-        held_rotated = ((held_kernel - held_kernel.mean(dim=0)) @ evecs).to(dev, dtype)  # (n_h, n_t)
-        scored_shrink = shrink[:, scored].to(dev, dtype)  # (r, k) factors of the scored alphas
-        evecs_t = evecs.T.to(dev, dtype)
+        held_rotated64 = (held_kernel - held_kernel.mean(dim=0)) @ evecs  # (n_h, n_t)
+        n_held, n_train = len(test_idx), len(train_idx)
+        # As in the primal form: when alphas x held-out rows is small, M_alpha = K_c U diag(.) U'
+        # (n_h, n_t) for all alphas at once makes each block one product with the training Y
+        # (k n_h n_t flops per voxel instead of n_t^2 + k n_h n_t).
+        mapping = None
+        if len(scored) * n_held < n_voxels and len(scored) * n_held * n_train * itemsize <= mapping_bytes:
+            mapping = torch.einsum("hi,ik,ti->kht", held_rotated64, shrink[:, scored], evecs)
+            mapping = mapping.reshape(-1, n_train).to(dev, dtype)
+        else:
+            held_rotated = held_rotated64.to(dev, dtype)
+            scored_shrink = shrink[:, scored].to(dev, dtype)  # (r, k) factors of the scored alphas
+            evecs_t = evecs.T.to(dev, dtype)
         for cols in blocks:
-            y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev)
-            y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev)
-            corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ y_train, y_held, score)
+            y_train, _ = _target_block(y_np, train_idx, cols, dtype, dev, check_y)
+            y_held, _ = _target_block(y_np, test_idx, cols, dtype, dev, check_y)
+            if mapping is not None:
+                corr = _mapped_correlations(mapping, y_train, y_held, len(scored), score)
+            else:
+                corr = _alpha_correlations(held_rotated, scored_shrink, evecs_t @ y_train, y_held, score)
             scores[:, cols] += corr.cpu()[representative] / len(fold_list)
             step += 1
             check_cancel(cancel)
@@ -309,19 +351,21 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
     full_shrink = (full_shrink * (evals > 0).unsqueeze(1)).to(dev, dtype)
     evecs_dev = evecs.to(dev, dtype)
     best_dev = torch.from_numpy(best_index).to(dev)
-    weights = np.empty((p, n_voxels), dtype=np.float32)
+    coef_dtype = np.float64 if dtype == torch.float64 else np.float32
+    rotated = np.empty((n, n_voxels), dtype=coef_dtype)
     n_bad_voxels = 0
     for cols in blocks:
-        y_block, n_bad = _target_block(y_np, slice(None), cols, dtype, dev)
+        y_block, n_bad = _target_block(y_np, slice(None), cols, dtype, dev, check_y)
         n_bad_voxels += n_bad
-        dual = evecs_dev @ (full_shrink[:, best_dev[cols]] * (evecs_dev.T @ y_block))  # (n, B)
-        weights[:, cols] = (x_dev.T @ dual).float().cpu().numpy()
+        rotated[:, cols] = (full_shrink[:, best_dev[cols]] * (evecs_dev.T @ y_block)).cpu().numpy()
         step += 1
         check_cancel(cancel)
         report("fit", step, total_steps, "refit")
     if n_bad_voxels:
         logger.warning("%d of %d voxels hold NaN/inf values; those values are treated as 0.", n_bad_voxels, n_voxels)
-    return _result(weights, mean_scores, best_index, grid, alpha_scale)
+    train_x = x_host.numpy().astype(coef_dtype, copy=False)  # X as the products used it
+    basis = evecs.numpy().astype(coef_dtype, copy=False)
+    return _result(None, mean_scores, best_index, grid, alpha_scale, dual=(train_x, basis, rotated))
 
 
 def _held_out_score(numerator: torch.Tensor, pred_ss: torch.Tensor, target_ss: torch.Tensor,
@@ -335,6 +379,23 @@ def _held_out_score(numerator: torch.Tensor, pred_ss: torch.Tensor, target_ss: t
     r2 = 1.0 - _safe_ratio(residual_ss, target_ss.expand_as(residual_ss))
     r2 = torch.where(target_ss.expand_as(r2) > 1e-30, r2, torch.zeros_like(r2))
     return torch.sign(r2) * torch.sqrt(torch.abs(r2))
+
+
+def _mapped_correlations(mapping: torch.Tensor, right: torch.Tensor, y_held: torch.Tensor, n_scored: int,
+                         score: str) -> torch.Tensor:
+    """Score (k, B) float64 of the held-out predictions ``mapping @ right`` -> (k, n_h, B), k alphas.
+
+    mapping: (k n_h, m) stacked per-alpha maps; right: (m, B) (the fold's X'Y, or its training Y
+    in kernel form); y_held: (n_h, B)."""
+    return _prediction_scores((mapping @ right).reshape(n_scored, y_held.shape[0], -1), y_held, score)
+
+
+def _prediction_scores(preds: torch.Tensor, y_held: torch.Tensor, score: str) -> torch.Tensor:
+    """Score (k, B) float64 of held-out predictions (k, n_h, B) (overwritten) against y_held (n_h, B)."""
+    y_centred = y_held - y_held.mean(dim=0)
+    pred_ss = (preds * preds).sum(dim=1).double()
+    numerator = preds.mul_(y_centred).sum(dim=1).double()  # in place: no second buffer
+    return _held_out_score(numerator, pred_ss, (y_centred * y_centred).sum(dim=0).double(), score)
 
 
 def _alpha_correlations(held_rotated: torch.Tensor, shrink: torch.Tensor, rotated: torch.Tensor,
@@ -388,15 +449,15 @@ def _choose_alphas(mean_scores: np.ndarray, grid: np.ndarray, single_alpha: bool
     return ascending[np.argmax(mean_scores[ascending], axis=0)]
 
 
-def _result(weights: np.ndarray, mean_scores: np.ndarray, best_index: np.ndarray, grid: np.ndarray,
-            alpha_scale: float) -> RidgeFit:
+def _result(weights: Optional[np.ndarray], mean_scores: np.ndarray, best_index: np.ndarray, grid: np.ndarray,
+            alpha_scale: float, dual: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> RidgeFit:
     n_voxels = mean_scores.shape[1]
     n_flat = int((~mean_scores.any(axis=0)).sum())
     if n_flat:
         logger.warning("%d of %d voxels score 0 for every alpha (constant or missing data, or no usable "
                        "features); they get the smallest alpha.", n_flat, n_voxels)
     return RidgeFit(weights=weights, best_alphas=grid[best_index].copy(), cv_scores=mean_scores.astype(np.float32),
-                    alphas=grid.copy(), alpha_scale=alpha_scale)
+                    alphas=grid.copy(), alpha_scale=alpha_scale, dual=dual)
 
 
 def _alpha_factors(evals: torch.Tensor, grid: np.ndarray, normalpha: bool,
@@ -429,11 +490,20 @@ def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Ten
                        torch.zeros_like(numerator))
 
 
+def _all_finite(y_np: np.ndarray) -> bool:
+    """True when Y (n, v) holds no NaN/inf (checked in column blocks: no full-size temporary)."""
+    return all(bool(np.isfinite(y_np[:, cols]).all()) for cols in _voxel_blocks(y_np.shape[1], MAX_BLOCK_VOXELS))
+
+
 def _target_block(y_np: np.ndarray, rows: Any, cols: slice, dtype: torch.dtype,
-                  dev: torch.device) -> tuple[torch.Tensor, int]:
-    """Rows x columns of Y as a tensor, NaN/inf -> 0; also the number of affected columns."""
+                  dev: torch.device, check: bool = True) -> tuple[torch.Tensor, int]:
+    """Rows x columns of Y as a tensor, NaN/inf -> 0; also the number of affected columns.
+
+    ``check=False`` skips the scan when Y is known to be finite (:func:`_all_finite`)."""
     values = y_np[rows, cols]
     block = torch.from_numpy(np.ascontiguousarray(values)).to(dev, dtype)
+    if not check:
+        return block, 0
     finite = torch.isfinite(block)
     if bool(finite.all()):
         return block, 0

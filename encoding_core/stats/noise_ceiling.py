@@ -23,24 +23,23 @@ def noise_ceiling(repeats: Any, averaged_target: bool = False) -> tuple[np.ndarr
     with a single repeat. With ``averaged_target=True`` the ceiling is for the repeat mean,
     ``sqrt(S / (S + N / n_repeats))``. Constant or non-finite voxels get 0.
     """
-    data = np.asarray(repeats, dtype=np.float64)
-    if data.ndim != 3 or data.shape[0] < 2 or data.shape[1] < 2:
+    values = np.asarray(repeats)
+    if values.ndim != 3 or values.shape[0] < 2 or values.shape[1] < 2:
         raise InputError(
-            f"repeats must be (n_repeats >= 2, n_trs >= 2, n_voxels); got shape {data.shape}."
+            f"repeats must be (n_repeats >= 2, n_trs >= 2, n_voxels); got shape {values.shape}."
         )
-    n_rep = data.shape[0]
-    finite = np.all(np.isfinite(data), axis=(0, 1))
-    data = np.where(finite, data, 0.0)
-    total = data.reshape(-1, data.shape[2]).var(axis=0)
-    residual = (data - data.mean(axis=0)).reshape(-1, data.shape[2]).var(axis=0)
-    ok = finite & (total > 1e-12 * np.maximum(np.abs(data).max(axis=(0, 1)), 1e-300) ** 2)
-    n_bad = int((~ok).sum())
+    n_voxels = values.shape[2]
+    explainable = np.zeros(n_voxels)
+    width = max(1, BLOCK_ELEMENTS // (values.shape[0] * values.shape[1]))
+    n_bad = 0
+    for start in range(0, n_voxels, width):  # small float64 blocks: no repeats-sized temporaries
+        cols = slice(start, min(start + width, n_voxels))
+        explainable[cols], bad = _explainable_block(np.asarray(values[:, :, cols], dtype=np.float64))
+        n_bad += bad
     if n_bad:
         logger.warning("noise_ceiling: %d of %d voxels are constant or hold NaN/inf; their ceiling is 0.",
-                       n_bad, data.shape[2])
-    raw = 1.0 - np.divide(residual, total, out=np.ones_like(total), where=ok)
-    explainable = np.clip(raw - (1.0 - raw) / (n_rep - 1), 0.0, 1.0)
-    explainable = np.where(ok, explainable, 0.0)
+                       n_bad, n_voxels)
+    n_rep = values.shape[0]
     if averaged_target:
         noise_share = 1.0 - explainable
         denom = explainable + noise_share / n_rep
@@ -48,6 +47,25 @@ def noise_ceiling(repeats: Any, averaged_target: bool = False) -> tuple[np.ndarr
     else:
         ceiling = np.sqrt(explainable)
     return explainable, ceiling
+
+
+BLOCK_ELEMENTS = 250_000
+"""Voxel blocks of :func:`noise_ceiling` hold at most this many float64 values (2 MB)."""
+
+
+def _explainable_block(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bias-corrected explainable variance (w,) of a (n_repeats, n_trs, w) float64 block, and how
+    many of its voxels are unusable (constant or non-finite: 0)."""
+    n_rep = data.shape[0]
+    finite = np.all(np.isfinite(data), axis=(0, 1))
+    if not finite.all():
+        data = np.where(finite, data, 0.0)
+    total = data.reshape(-1, data.shape[2]).var(axis=0)
+    residual = (data - data.mean(axis=0)).reshape(-1, data.shape[2]).var(axis=0)
+    ok = finite & (total > 1e-12 * np.maximum(np.abs(data).max(axis=(0, 1)), 1e-300) ** 2)
+    raw = 1.0 - np.divide(residual, total, out=np.ones_like(total), where=ok)
+    explainable = np.clip(raw - (1.0 - raw) / (n_rep - 1), 0.0, 1.0)
+    return np.where(ok, explainable, 0.0), int((~ok).sum())
 
 
 MIN_CEILING = 0.1

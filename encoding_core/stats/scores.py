@@ -15,8 +15,10 @@ from encoding_core.common.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-COLUMN_BLOCK_ELEMENTS = 4_000_000
-"""Column-wise statistics work on float64 blocks of at most this many values (32 MB)."""
+COLUMN_BLOCK_ELEMENTS = 250_000
+"""Column-wise statistics work on float64 blocks of at most this many values (2 MB: the
+temporaries stay in the allocator's heap and the cache; 32 MB blocks measured 2-15x slower
+on 228 x 20484 arrays, mostly page faults on fresh memory maps)."""
 
 
 def _pair(Y: Any, P: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -43,10 +45,15 @@ def _column_blocks(n_rows: int, n_columns: int) -> list[slice]:
 
 def _columns_ok(values: np.ndarray) -> np.ndarray:
     """True for columns that are finite and not constant."""
-    finite = np.all(np.isfinite(values), axis=0)
-    safe = np.where(np.isfinite(values), values, 0.0)
-    spread = safe.max(axis=0) - safe.min(axis=0) if len(values) else np.zeros(values.shape[1])
-    return finite & (spread > 1e-12 * np.maximum(np.abs(safe).max(axis=0), 1e-300))
+    if not len(values):
+        return np.zeros(values.shape[1], dtype=bool)
+    high, low = values.max(axis=0), values.min(axis=0)  # NaN propagates, +-inf shows in one of them
+    finite = np.isfinite(high) & np.isfinite(low)
+    if not finite.all():
+        safe = np.where(np.isfinite(values), values, 0.0)
+        high, low = safe.max(axis=0), safe.min(axis=0)
+    scale = np.maximum(np.maximum(np.abs(high), np.abs(low)), 1e-300)
+    return finite & (high - low > 1e-12 * scale)
 
 
 def pearson_r(Y: Any, P: Any) -> np.ndarray:

@@ -130,3 +130,25 @@ def test_normalised_maps_have_their_own_scale_and_slider(studio):
     assert scale and all((t["cmin"], t["cmax"]) == (0.0, 1.0) for t in scale)
     title = figure["layout"]["title"]["text"]
     assert "noise-ceiling-normalised r ≥ 0.25" in title and "left hemisphere" in title and "lateral view" in title
+
+
+def test_projector_toggle_restyles_every_results_chart(studio):
+    """The sidebar's Projector toggle enlarges the fonts of the layer profile, histogram and alpha
+    panel too, not only the brain map."""
+    import json
+
+    from encoding_core import viz
+
+    make_run(studio / "results", seed=3, layers=(0, 1, 2))
+    at = new_app()
+    at.run()
+    open_page(at, "results")
+
+    def fonts() -> dict:
+        return {e.key: json.loads(e.proto.spec)["layout"].get("font", {}).get("size")
+                for e in at.get("plotly_chart") if e.key in ("layer_profile", "histogram")}
+
+    assert fonts() == {"layer_profile": viz.SCREEN.font_size, "histogram": viz.SCREEN.font_size}
+    at.toggle(key="projector").set_value(True).run()
+    assert not at.exception
+    assert fonts() == {"layer_profile": viz.PROJECTOR.font_size, "histogram": viz.PROJECTOR.font_size}

@@ -98,6 +98,19 @@ def test_demo_in_a_real_browser(server):
             times["results_warm_visit_s"] = bh.visit(page, "Results", ["surface_map"])
             times["results_threshold_step_s"] = bh.nudge_slider(page, "min_r", +1, ["surface_map"])
             times["load_average"] = os.getloadavg()[0]
+            # a shared link (Results with its query parameters) opened in a fresh session gets the
+            # app's navigation, not Streamlit's raw list of the pages/ folder's files
+            shared_link = page.url
+            assert "run=" in shared_link, shared_link
+            fresh = bh.new_page(browser, width=1400, height=2400, log=log)
+            fresh.goto(shared_link)
+            _settle(fresh)
+            fresh.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            nav = fresh.locator("[data-testid='stSidebarNav']")
+            assert nav.get_by_text("Model & layer", exact=True).count() == 1, nav.inner_text()
+            assert nav.get_by_text("common", exact=True).count() == 0, nav.inner_text()
+            assert fresh.locator("[data-testid='stException']").count() == 0
+            fresh.screenshot(path=str(SHOTS / "results_shared_link.png"), full_page=True)
         finally:
             browser.close()
     (ROOT / "test-artifacts").mkdir(exist_ok=True)

@@ -199,6 +199,17 @@ def test_ground_truth_regions_sit_at_their_anatomical_targets(truth):
             assert not (mask & ~left).any()
 
 
+def test_mesh_read_from_the_packaged_files_equals_nilearns_loader():
+    from nilearn.datasets import load_fsaverage
+
+    from encoding_core.demo.simulate import _mesh
+
+    pial = load_fsaverage("fsaverage5")["pial"]
+    for (coordinates, faces), hemi in zip(_mesh(), ("left", "right")):
+        np.testing.assert_array_equal(coordinates, pial.parts[hemi].coordinates)
+        np.testing.assert_array_equal(faces, pial.parts[hemi].faces)
+
+
 def test_hrf_is_spm_canonical():
     from nilearn.glm.first_level import spm_hrf as nilearn_spm_hrf
 

@@ -82,6 +82,21 @@ def test_model_facts_and_feature_shapes(tmp_path):
     assert extractor.n_layers == 4 and extractor.hidden_size == 384
 
 
+def test_whisper_facts_from_files_match_the_built_encoder(tmp_path):
+    """The header-only facts (no transformers import) equal those of the model built from its config."""
+    from encoding_core.features.models import _facts_from_model, _whisper_facts_from_files, resolve_model
+
+    source = resolve_model(MODEL)
+    from_files = _whisper_facts_from_files(source.name, source.folder)
+    built = _facts_from_model(source.name, str(source.folder), source.weights_identity)
+    assert from_files == built
+    truncated = tmp_path / "broken"
+    truncated.mkdir()
+    (truncated / "config.json").write_text((source.folder / "config.json").read_text())
+    (truncated / "model.safetensors").write_bytes(b"\xff" * 8)  # header length beyond any real file
+    assert _whisper_facts_from_files("broken", truncated) is None
+
+
 def test_pooling_matches_direct_encoder_call(clip, whisper):
     ends = np.array([1.3, 4.0])  # a short early window (not a multiple of 20 ms) and a full one
     results = {}

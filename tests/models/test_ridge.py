@@ -104,6 +104,23 @@ def test_kernel_form_float32_blocks_and_missing_values():
     assert single.best_alphas[0] == ALPHAS[np.argmax(naive.mean(axis=1))]
 
 
+def test_kernel_form_with_many_voxels_and_predictions_without_weights():
+    """n < p with alphas x held-out rows < voxels: the per-fold mapping path of the kernel form.
+    Predictions come from the dual coefficients (no weights formed) and equal X @ sklearn's."""
+    X, Y = planted(n=60, p=150, v=400, n_signal=200, seed=6, dtype=np.float32)
+    folds = make_folds(60, "contiguous", 3)
+    fit = ridge_nested_cv(X, Y, folds, ALPHAS)
+    naive = naive_cv_scores(X.astype(np.float64), Y.astype(np.float64), folds, ALPHAS)
+    np.testing.assert_allclose(fit.cv_scores, naive, atol=2e-5)
+    scale = np.linalg.svd(X.astype(np.float64), compute_uv=False)[0]
+    expected = sklearn_weights(X.astype(np.float64), Y.astype(np.float64), fit.best_alphas, scale)
+    new_x = np.random.default_rng(1).standard_normal((7, 150)).astype(np.float32)
+    predicted = fit.predict(new_x)
+    assert predicted.shape == (7, 400) and predicted.dtype == np.float32
+    np.testing.assert_allclose(predicted, new_x @ expected, atol=1e-4 * np.abs(new_x @ expected).max())
+    np.testing.assert_allclose(fit.weights, expected, atol=1e-4 * np.abs(expected).max())
+
+
 def test_float32_blocks_and_budget_do_not_change_the_result():
     X, Y = planted(n=200, p=15, v=40, seed=3, dtype=np.float32)
     folds = make_folds(200, "contiguous", 4)

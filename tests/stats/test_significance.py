@@ -59,6 +59,9 @@ def test_parametric_iid_equals_scipy_pearsonr_both_sides():
         ref = [sps.pearsonr(Y[:, j], P[:, j], alternative=scipy_alt) for j in range(12)]
         np.testing.assert_allclose(res.r, [x.statistic for x in ref], atol=1e-12)
         np.testing.assert_allclose(res.p_values, [x.pvalue for x in ref], rtol=1e-8, atol=1e-300)
+        # the textbook p-values recorded beside another test's come from the same r, no second pass
+        other = sig.significance(Y, P, test="effective_dof", alternative=alternative)
+        np.testing.assert_allclose(other.textbook_p_values(), [x.pvalue for x in ref], rtol=1e-8, atol=1e-300)
 
 
 def test_effective_dof_pvalues_equal_scipy_t_with_the_same_neff():
@@ -108,6 +111,22 @@ def test_effective_sample_size_equals_a_loop_over_lags():
         a = min(max(ry[1] * rp[1], 0.0), 0.999)
         assert got_lag1[j] == pytest.approx(40 * (1 - a) / (1 + a), rel=1e-9)
     assert np.all(got_single <= 40) and np.all(got <= n) and np.all(got >= 3)
+
+
+def test_lagged_sums_of_long_and_short_stories_equal_a_loop():
+    """Stories above DIRECT_LAG_MAX_TRS go through the FFT, shorter ones through direct products."""
+    gen = np.random.default_rng(7)
+    sizes = [sig.DIRECT_LAG_MAX_TRS + 22, 30]
+    X = ar1(gen, sum(sizes), 3, 0.7)
+    segments = [(0, sizes[0]), (sizes[0], sum(sizes))]
+    got = sig._lagged_sums(X, segments, 40)
+    for j in range(3):
+        expected = np.zeros(41)
+        for a, b in segments:
+            c = X[a:b, j] - X[a:b, j].mean()
+            for k in range(min(40, b - a - 1) + 1):
+                expected[k] += float((c[:len(c) - k] * c[k:]).sum())
+        np.testing.assert_allclose(got[:, j], expected, rtol=1e-10, atol=1e-9)
 
 
 def test_autocorrelation_within_stories_equals_a_loop():

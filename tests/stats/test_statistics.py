@@ -3,6 +3,8 @@
 The significance tests themselves are in test_significance.py."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -97,6 +99,30 @@ def test_noise_ceiling_extremes_and_known_snr():
     _, mean_ceiling = noise_ceiling(noisy, averaged_target=True)
     actual_mean = pearson_r(noisy.mean(axis=0), signal[0])
     assert abs(np.median(mean_ceiling) - np.median(actual_mean)) < 0.03
+
+
+def test_noise_ceiling_equals_a_loop_per_voxel_across_blocks(monkeypatch):
+    """Hsu et al. per voxel by a plain loop; small blocks, a NaN voxel and a constant voxel."""
+    import importlib
+
+    nc = importlib.import_module("encoding_core.stats.noise_ceiling")  # the package re-exports the function
+    gen = np.random.default_rng(8)
+    data = gen.standard_normal((1, 30, 9)) + 0.8 * gen.standard_normal((4, 30, 9))
+    data[2, 5, 3] = np.nan
+    data[:, :, 6] = 2.5
+    monkeypatch.setattr(nc, "BLOCK_ELEMENTS", 4 * 30 * 2)  # 2 voxels per block
+    ev, ceiling = noise_ceiling(data)
+    for j in range(9):
+        if j in (3, 6):
+            assert ev[j] == 0.0 and ceiling[j] == 0.0
+            continue
+        values = data[:, :, j]
+        total = values.var()
+        residual = (values - values.mean(axis=0)).var()
+        raw = 1 - residual / total
+        expected = min(max(raw - (1 - raw) / 3, 0.0), 1.0)
+        assert ev[j] == pytest.approx(expected, abs=1e-12)
+        assert ceiling[j] == pytest.approx(math.sqrt(expected), abs=1e-12)
 
 
 def test_normalized_r_is_nan_without_a_usable_ceiling_and_summarised_over_the_rest():
