@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import re
 import subprocess
 import sys
 import time
@@ -124,6 +125,10 @@ def stop_server(process: Optional[subprocess.Popen]) -> None:
         process.kill()
 
 
+STREAMLIT_BASE_PATH_PROBE = re.compile(r"/[A-Za-z0-9_-]+/_stcore/(health|host-config)")
+NOT_FOUND_CONSOLE_MESSAGE = "Failed to load resource: the server responded with a status of 404 (Not Found)"
+
+
 @dataclass
 class BrowserLog:
     """What the browser saw: console errors/warnings, failed requests, requests that left the machine."""
@@ -132,6 +137,8 @@ class BrowserLog:
     failed_requests: list[str] = field(default_factory=list)
     external_requests: list[str] = field(default_factory=list)
     aborted_media: list[str] = field(default_factory=list)
+    http_errors: list[str] = field(default_factory=list)  # responses >= 400 (the console's errors name no URL)
+    base_path_probes: list[str] = field(default_factory=list)
 
     def attach(self, page) -> None:
         from urllib.parse import urlparse
@@ -154,18 +161,42 @@ class BrowserLog:
                 return
             self.failed_requests.append(f"{request.url} ({request.failure})")
 
+        def on_response(response) -> None:
+            path = urlparse(response.url).path
+            if response.status == 404 and STREAMLIT_BASE_PATH_PROBE.fullmatch(path):
+                # A page URL opened directly: Streamlit's frontend first tries that page as the
+                # server's base path (/results/_stcore/health, then /_stcore/health); known,
+                # harmless and not the app's doing (streamlit/streamlit#7074).
+                self.base_path_probes.append(response.url)
+            elif response.status >= 400:
+                self.http_errors.append(f"{response.status} {response.url}")
+
         page.on("console", on_console)
+        page.on("response", on_response)
         page.on("request", on_request)
         page.on("requestfailed", on_failed)
 
     @property
+    def unexplained_console_errors(self) -> list[str]:
+        """Console errors, less one "404" per base-path probe (each probe 404 logs exactly one)."""
+        left, allowed = [], len(self.base_path_probes)
+        for message in self.console_errors:
+            if allowed and message == NOT_FOUND_CONSOLE_MESSAGE:
+                allowed -= 1
+            else:
+                left.append(message)
+        return left
+
+    @property
     def clean(self) -> bool:
-        return not (self.console_errors or self.failed_requests or self.external_requests)
+        return not (self.unexplained_console_errors or self.failed_requests or self.external_requests
+                    or self.http_errors)
 
     def summary(self) -> str:
-        return (f"{len(self.console_errors)} console errors {self.console_errors[:5]}, "
+        return (f"{len(self.unexplained_console_errors)} console errors {self.unexplained_console_errors[:5]}, "
                 f"{len(self.failed_requests)} failed requests {self.failed_requests[:5]}, "
-                f"{len(self.external_requests)} external requests {self.external_requests[:5]}")
+                f"{len(self.external_requests)} external requests {self.external_requests[:5]}, "
+                f"HTTP errors {self.http_errors[:5]}")
 
 
 def new_page(browser, width: int = 1400, height: int = 1800, log: Optional[BrowserLog] = None):
