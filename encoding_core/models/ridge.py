@@ -298,7 +298,8 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
     are ``W = X' U diag(1 / (s^2 + a^2)) U' Y``, equal to the primal ``V diag(.) V' X'Y`` (the
     non-zero s^2 are the same; directions with s = 0 contribute nothing to either, so they
     are dropped). Held-out predictions are ``K_ht U diag(.) U' Y_t``. Every eigendecomposition
-    is n x n, and nothing p x v is formed but the returned weights.
+    is n x n, and nothing p x v is formed: the fit keeps ``U`` and ``diag(.) U' Y`` (see
+    :class:`RidgeFit`), and forms the weights only if they are asked for.
     """
     n, p = x_host.shape
     n_voxels = y_np.shape[1]
@@ -387,11 +388,7 @@ def _mapped_correlations(mapping: torch.Tensor, right: torch.Tensor, y_held: tor
 
     mapping: (k n_h, m) stacked per-alpha maps; right: (m, B) (the fold's X'Y, or its training Y
     in kernel form); y_held: (n_h, B)."""
-    return _prediction_scores((mapping @ right).reshape(n_scored, y_held.shape[0], -1), y_held, score)
-
-
-def _prediction_scores(preds: torch.Tensor, y_held: torch.Tensor, score: str) -> torch.Tensor:
-    """Score (k, B) float64 of held-out predictions (k, n_h, B) (overwritten) against y_held (n_h, B)."""
+    preds = (mapping @ right).reshape(n_scored, y_held.shape[0], -1)
     y_centred = y_held - y_held.mean(dim=0)
     pred_ss = (preds * preds).sum(dim=1).double()
     numerator = preds.mul_(y_centred).sum(dim=1).double()  # in place: no second buffer
