@@ -167,15 +167,22 @@ def _glass_brain_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _partition_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, name: str, label: str,
-                      hemi: str, view: str, with_regions: bool) -> dict[str, Any]:
-    """The surface map of one variance-partition map (r², negatives shown) as a figure dict."""
+                      hemi: str, view: str, with_regions: bool, full_mesh: bool = False,
+                      projector: bool = False) -> dict[str, Any]:
+    """The surface map of one variance-partition map (r², negatives shown) as a figure dict.
+
+    The colour limit is the largest positive r² (at most 1): a few badly predicted voxels can
+    reach r² of -1 or below, and a limit set by them would wash out the variance the spaces
+    explain; more negative values show at the end of the scale (the caption says so)."""
     surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
     values = surface_map.to_vertices(_layer_arrays(results_dir, run_id, stamp, layer)[name])
-    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    return viz.surface_figure(values, hemi=hemi, view=view, vmax=vmax or 1.0,
+    positive = values[np.isfinite(values) & (values > 0)]
+    vmax = min(float(positive.max()), 1.0) if positive.size else 1.0
+    return viz.surface_figure(values, hemi=hemi, view=view, vmax=vmax,
                               title=f"{label} (r², test data) · layer {layer} · {hemi} {view}",
-                              regions=_planted_regions() if with_regions else None,
-                              surface=surface_map.surface).to_dict()
+                              regions=_planted_regions() if with_regions else None, colorbar_title="r²",
+                              surface=surface_map.surface, coarse=not full_mesh,
+                              style=viz.figure_style(projector)).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -431,7 +438,12 @@ if is_partition_run(m):
         with st.spinner("Drawing the partition map ..."):
             st.plotly_chart(_partition_figure(results_dir, run_id, stamp, cache_dir, layer, partition_pick,
                                               partition_labels[partition_pick], hemi, view,
-                                              simulated and not surface_map.projected), key="partition_surface")
+                                              simulated and not surface_map.projected,
+                                              bool(st.session_state.get("full_mesh", False)),
+                                              bool(st.session_state.get(common.PROJECTOR_KEY, False))),
+                            key="partition_surface")
+            st.caption("Colour scale: ± the largest positive r² of this map; more negative values show at "
+                       "the blue end.")
     partition_masks, partition_source = _region_masks(results_dir, run_id, stamp)
     partition_rows = partition_region_rows(a, m, partition_masks) if partition_masks else []
     if partition_rows:

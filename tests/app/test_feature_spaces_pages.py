@@ -52,6 +52,8 @@ def _partition_run(results_dir) -> tuple[str, dict]:
     unique_a = rng.normal(0.0, 0.01, N_FSAVERAGE5)
     unique_b = rng.normal(0.0, 0.01, N_FSAVERAGE5)
     unique_a[next(iter(regions.values()))] += 0.2
+    outside = np.flatnonzero(~truth["mask_any"])
+    unique_a[outside[:3]] = -2.5  # badly predicted voxels: r² far below 0 must not set the colour scale
     shared = rng.normal(0.02, 0.01, N_FSAVERAGE5)
     maps = {"unique_acoustic": unique_a, "unique_words": unique_b, "shared": shared,
             "joint_r2": unique_a + unique_b + shared}
@@ -72,13 +74,15 @@ def _partition_run(results_dir) -> tuple[str, dict]:
 
 
 def vertex_colours(figure: dict) -> list:
-    mesh = [t for t in figure["data"] if t["type"] == "mesh3d" and len(as_array(t["x"])) == 10242]
+    mesh = [t for t in figure["data"] if t["type"] == "mesh3d" and "vertexcolor" in t]
     return as_array(mesh[0]["vertexcolor"]).tolist()
 
 
 def reference_colours(values: np.ndarray) -> list:
-    """The left lateral fsaverage5 map drawn directly by viz (symmetric colour limit = max |value|)."""
-    figure = viz.surface_figure(values, hemi="left", view="lateral", vmax=float(np.abs(values).max())).to_dict()
+    """The left lateral fsaverage5 map drawn directly by viz on the interactive (coarse) mesh, with the
+    symmetric colour limit at the largest positive r² (negative outliers saturate)."""
+    figure = viz.surface_figure(values, hemi="left", view="lateral", vmax=min(float(values.max()), 1.0),
+                                coarse=True).to_dict()
     return vertex_colours(json.loads(json.dumps(figure, cls=PlotlyJSONEncoder)))
 
 
