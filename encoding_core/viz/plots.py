@@ -36,12 +36,29 @@ def correlation_histogram(correlations: np.ndarray, significant_mask: Optional[n
 
 
 def count_axis(title: str, max_count: Optional[float] = None, **extra) -> dict:
-    """A plotly axis for counts: starts at 0, integer ticks only (a step of 1 when the counts are small)."""
+    """A plotly axis for counts: starts at 0, integer ticks only (a step of 1 when the counts are small).
+
+    With ``max_count`` the ticks are a whole "nice" step apart (1, 2, 2.5, 5 x a power of ten, never
+    fractional): plotly's own steps for an overlaid axis can be fractional, and ",d" would then
+    print 32, 81, 130 at 32.5, 81.25, 130."""
     axis = {"title": title, "rangemode": "nonnegative", "tickformat": ",d", "tick0": 0}
-    if max_count is not None and np.isfinite(max_count) and max_count <= 5:
-        axis.update(dtick=1, range=[0, max(float(max_count), 1.0) * 1.1])
+    if max_count is not None and np.isfinite(max_count):
+        top = max(float(max_count), 1.0)
+        axis.update(dtick=_whole_step(top / 4.0), range=[0, top * 1.1])
     axis.update(extra)
     return axis
+
+
+def _whole_step(raw: float) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 25, 50, 100, ... at or above ``raw`` (a whole number)."""
+    if raw <= 1:
+        return 1
+    exponent = int(np.floor(np.log10(raw)))
+    for base in (1, 2, 2.5, 5, 10):
+        step = base * 10 ** exponent
+        if step >= raw and float(step).is_integer():
+            return int(step)
+    return int(10 ** (exponent + 1))
 
 
 def model_layer_heatmap(models: Sequence[str], layers: Sequence[int], values: np.ndarray,

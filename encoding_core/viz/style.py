@@ -33,6 +33,11 @@ def apply_style(figure: Any, style: Optional[FigureStyle] = None) -> Any:
     style = style or SCREEN
     figure.update_layout(font={"size": style.font_size}, title_font={"size": style.title_size},
                          legend_font={"size": style.font_size})
+    # explicit on every axis: the app's plotly theme sets axis fonts of its own, which would win
+    # over the layout font
+    axis_fonts = {"tickfont": {"size": style.font_size}, "title_font": {"size": style.font_size}}
+    figure.update_xaxes(**axis_fonts)
+    figure.update_yaxes(**axis_fonts)
     for trace in figure.data:
         kind = getattr(trace, "type", "")
         if kind in ("scatter", "scattergl") and getattr(trace, "mode", "") and "lines" in trace.mode:

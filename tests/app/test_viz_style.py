@@ -74,6 +74,10 @@ def test_count_axes_are_integers_from_zero():
     axis = figure.layout.yaxis2
     assert axis.rangemode == "nonnegative" and axis.tickformat == ",d" and axis.dtick == 1
     assert figure.layout.yaxis2.range[0] == 0
+    # larger counts: a whole-number step, so every tick label sits at its own value
+    for top, step in ((179, 50), (12, 5), (6, 2), (1000, 250), (4100, 2000)):
+        axis = viz.layer_profile_figure([0, 1], [0.1, 0.2], [top, 3]).layout.yaxis2
+        assert axis.dtick == step and float(axis.dtick).is_integer() and axis.range[1] >= top, (top, axis.dtick)
     histogram = viz.correlation_histogram(np.random.default_rng(2).normal(size=500))
     assert histogram.layout.yaxis.rangemode == "nonnegative" and histogram.layout.yaxis.tickformat == ",d"
 
@@ -98,4 +102,7 @@ def test_projector_style_is_larger():
     figure = viz.apply_style(viz.kernel_figure(np.linspace(-3, 3, 20), np.ones(20), "lanczos", 2.0),
                              viz.PROJECTOR)
     assert figure.layout.font.size == viz.PROJECTOR.font_size > viz.SCREEN.font_size
+    assert figure.layout.xaxis.tickfont.size == figure.layout.yaxis.title.font.size == viz.PROJECTOR.font_size
+    profile = viz.apply_style(viz.layer_profile_figure([0, 1], [0.1, 0.2], [30, 3]), viz.PROJECTOR)
+    assert profile.layout.yaxis2.tickfont.size == viz.PROJECTOR.font_size  # the overlaid count axis too
     assert figure.data[0].line.width == viz.PROJECTOR.line_width
