@@ -51,11 +51,12 @@ def routed_page() -> Iterator[None]:
 
 def enter_through_app() -> None:
     """Every page calls this first. Streamlit also runs a page file on its own: a ``pages/``
-    folder beside app.py switches on its older multipage mode, in which a page's URL opened in
-    a fresh tab (a shared link such as ``/results?run=...``) runs that file without app.py, so
-    the sidebar listed the folder's raw files and the app's navigation was missing. Then this
-    runs app.py, which draws the same page (same URL and query parameters) through
-    ``st.navigation``, and stops the stray run."""
+    folder beside app.py switches on its older multipage mode until some run of the server
+    process calls ``st.navigation``. So when a freshly started server's first request is a page
+    URL (a shared link such as ``/results?run=...``), that file ran without app.py: the sidebar
+    listed the folder's raw files and the app's navigation was missing. Then this runs app.py,
+    which draws the same page (same URL and query parameters) through ``st.navigation``, and
+    stops the stray run."""
     if _routed.get():
         return
     runpy.run_path(str(APP_SCRIPT), run_name="__encoding_studio_app__")
