@@ -177,6 +177,12 @@ if several:
         cfg.banded.stacked = st.checkbox("Also the stacked-encoding estimate", value=cfg.banded.stacked,
                                          key="banded_stacked")
     cfg.feature_spaces = build_feature_spaces(cfg, picked, model_layer)
+    if cfg.ridge.mode != "train_test":
+        st.warning("Feature spaces are fitted on the training stories and their variance partition is scored "
+                   f"on the held-out test story; the mode above is \"{MODE_NAMES.get(cfg.ridge.mode)}\".",
+                   icon=":material/warning:")
+        st.button("Use the held-out test story", key="feature_spaces_train_test",
+                  on_click=lambda: st.session_state.update(mode="train_test"))
     needs = 1 if cfg.banded.mode == "separate" else 2
     if not needs <= len(picked) <= 4:
         st.warning(f"Pick {needs} to 4 spaces for a {cfg.banded.mode} fit.")

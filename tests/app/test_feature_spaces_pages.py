@@ -135,3 +135,22 @@ def test_results_model_layer_heatmap_opens_a_cell(studio):
     at.selectbox(key="group_cell").set_value("m2 · layer 1").run()
     assert not at.exception
     assert at.selectbox(key="run_pick").value == second and at.selectbox(key="layer_pick").value == 1
+
+
+def test_setup_offers_the_held_out_story_when_feature_spaces_meet_cv_mode(studio):
+    """Feature spaces are scored on the held-out story: in "all stories (CV)" mode Setup says so and
+    one click switches the mode (before, only the export's validation error said it)."""
+    at = new_app()
+    at.run()
+    inject_assembly(at, write_assembly(studio))
+    open_page(at, "setup")
+    at.selectbox(key="mode").set_value("cv").run()
+    at.checkbox(key="use_feature_spaces").check().run()
+    assert not at.exception
+    assert "scored on the held-out test story" in texts(at.warning)
+    at.button(key="feature_spaces_train_test").click().run()
+    assert not at.exception
+    assert at.selectbox(key="mode").value == "train_test"
+    assert at.session_state["experiment_config"].ridge.mode == "train_test"
+    assert "scored on the held-out test story" not in texts(at.warning)
+    assert "not valid yet" not in texts(at.error)
