@@ -249,8 +249,11 @@ def _region_panel(details: dict, simulated: bool) -> None:
                "that region.")
     st.dataframe(details["regions"], hide_index=True, key="region_table")
     if simulated and details["ground_truth"]:
+        undefined = any(row.get("significant") == 0 for row in details["ground_truth"])
         st.caption("The demo against its ground truth (SIMULATED): of the voxels declared significant, the share "
-                   "inside the planted regions (precision), and the share of each region found (recall).")
+                   "inside the planted regions (precision), and the share of each region found (recall)."
+                   + (" Precision is empty for a layer with no significant voxel (nothing to be right or wrong "
+                      "about)." if undefined else ""))
         st.dataframe(details["ground_truth"], hide_index=True, key="ground_truth_table")
 
 
