@@ -27,7 +27,14 @@ import numpy as np
 from encoding_core.common.errors import ConfigError
 from encoding_core.common.progress import CancelFlag
 from encoding_core.config import ExperimentConfig
-from encoding_core.models.fitting import LayerResult, _inner_folds, _score_summary, evaluate_predictions, fit_train_test
+from encoding_core.models.fitting import (
+    LayerResult,
+    _ceiling_arrays,
+    _inner_folds,
+    _score_summary,
+    evaluate_predictions,
+    fit_train_test,
+)
 
 
 def partition_map_names(names: Sequence[str]) -> dict:
@@ -117,8 +124,7 @@ def _joint(prepared: Sequence[Any], targets: Any, config: ExperimentConfig, name
     for index, name in enumerate(names):
         arrays[f"split_r2_{name}"] = np.asarray(split[index], dtype=np.float32)
         arrays[f"gamma_{name}"] = np.asarray(joint.best_gammas[index], dtype=np.float32)
-    arrays["noise_ceiling"] = np.full(Y_test.shape[1], np.nan, np.float32)
-    arrays["normalized_correlations"] = np.full(Y_test.shape[1], np.nan, np.float32)
+    arrays.update(_ceiling_arrays(arrays["correlations"], None))  # no repeats here: both NaN
     metrics = _score_summary(arrays, ridge.alphas)
     metrics.update(significance_metrics)
     metrics.update({

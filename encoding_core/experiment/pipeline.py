@@ -542,6 +542,51 @@ def _finish_run(writer: Any, results: dict, timer: StageTimer, started: float) -
     writer.finish(summary, dict(timer.seconds, total=time.perf_counter() - started))
 
 
+def _load_for_run(config: ExperimentConfig, assembly: Optional[Assembly], run_store: Any,
+                  timer: StageTimer) -> tuple[Any, Assembly, PreparedTargets]:
+    """The run store (checked writable before any work), the assembly with the chosen stories and
+    the prepared targets, checked against the statistics settings."""
+    from encoding_core.experiment.runstore import RunStore
+
+    store = run_store if run_store is not None else RunStore(config.results_dir)
+    check_writable(store.results_dir)  # a read-only or full disk fails now, not after the features
+    with timer("load"):
+        assembly = select_stories(assembly if assembly is not None else load_experiment_assembly(config), config)
+        targets = prepare_targets(assembly, config)
+        check_statistics_settings(targets, config)
+    return store, assembly, targets
+
+
+def _run_meta(assembly: Assembly, targets: PreparedTargets, layers: list, **extra: Any) -> dict[str, Any]:
+    """What the run store records about a run's data (subject, stories, layers, space ...)."""
+    return {"subject": assembly.subject, "simulated": bool(assembly.simulated), "layers": layers,
+            "stories": assembly.stories, "test_story": targets.test_story, "n_voxels": assembly.n_voxels,
+            "tr": assembly.tr, "space": {"kind": assembly.space.kind, "name": assembly.space.name}, **extra}
+
+
+@contextlib.contextmanager
+def _failure_recorded(writer: Any) -> Iterator[None]:
+    """Mark the run cancelled or failed (with the error) when the block raises, then re-raise."""
+    try:
+        yield
+    except JobCancelled as exc:
+        writer.fail(exc, cancelled=True)
+        raise
+    except BaseException as exc:
+        writer.fail(exc)
+        raise
+
+
+def _save_layer(writer: Any, timer: StageTimer, layer: int, result: LayerResult, keep: tuple) -> LayerResult:
+    """Write one fitted layer (its fit/stats timings added to ``timer``); return the arrays ``keep``
+    of it that the run's summary needs."""
+    for stage, seconds in result.timings.items():
+        timer.add(stage, seconds)
+    with timer("save"):
+        writer.write_layer(layer, result.metrics, result.arrays, result.weights)
+    return LayerResult(result.metrics, {key: result.arrays[key] for key in keep})
+
+
 def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None,
                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelFlag] = None,
                    feature_source: Optional[FeatureSource] = None, run_store: Any = None,
@@ -560,20 +605,13 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
     Raises an EncodingCoreError subclass for bad input (before any fit when possible) and
     JobCancelled when ``cancel`` is set; a started run is then marked failed/cancelled.
     """
-    from encoding_core.experiment.runstore import RunStore
-
     config.validate()
     if config.feature_spaces:
         return run_feature_space_experiment(config, assembly, progress, cancel, run_store, downsampler)
     progress = progress or null_progress
     timer = StageTimer()
     started = time.perf_counter()
-    store = run_store if run_store is not None else RunStore(config.results_dir)
-    check_writable(store.results_dir)  # a read-only or full disk fails now, not after the features
-    with timer("load"):
-        assembly = select_stories(assembly if assembly is not None else load_experiment_assembly(config), config)
-        targets = prepare_targets(assembly, config)
-        check_statistics_settings(targets, config)
+    store, assembly, targets = _load_for_run(config, assembly, run_store, timer)
     with timer("audio"):
         if config.features.modality in AUDIO_MODALITIES and (
                 feature_source is None or config.assembly.audio_dir or config.assembly.audio_overrides):
@@ -594,12 +632,8 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
         prepared[layers[0]] = prepare_features(story_features, assembly, config, layers[0], downsampler)
         check_lengths(prepared[layers[0]], targets, config)  # same lengths for every layer: fail before fitting
 
-    writer = store.create(config, {
-        "subject": assembly.subject, "simulated": bool(assembly.simulated), "layers": layers,
-        "stories": assembly.stories, "test_story": targets.test_story, "n_voxels": assembly.n_voxels,
-        "tr": assembly.tr, "space": {"kind": assembly.space.kind, "name": assembly.space.name},
-    })
-    try:
+    writer = store.create(config, _run_meta(assembly, targets, layers))
+    with _failure_recorded(writer):
         writer.write_space(assembly.space)
         results: dict[int, LayerResult] = {}
         for index, layer in enumerate(layers):
@@ -616,25 +650,14 @@ def run_experiment(config: ExperimentConfig, assembly: Optional[Assembly] = None
                 progress("alignment", index + 1, len(layers), f"layer {layer}")
                 progress("fit", index, len(layers), f"layer {layer}")
                 result = (fitter or fit_layer)(prepared.pop(layer), targets, config, cancel)
-            for stage, seconds in result.timings.items():
-                timer.add(stage, seconds)
             progress("fit", index + 1, len(layers), f"layer {layer}")
             progress("stats", index + 1, len(layers), f"layer {layer}: median r {result.metrics['median_score']:.3f}")
-            with timer("save"):
-                writer.write_layer(layer, result.metrics, result.arrays, result.weights)
+            results[layer] = _save_layer(writer, timer, layer, result, ("correlations", "significant_mask"))
             progress("save", index + 1, len(layers), f"layer {layer}")
-            results[layer] = LayerResult(result.metrics, {key: result.arrays[key] for key in
-                                                          ("correlations", "significant_mask")})
             logger.info("Layer %d: median r = %.4f, %d significant", layer, result.metrics["median_score"],
                         result.metrics["n_significant"])
         check_cancel(cancel)
         _finish_run(writer, results, timer, started)
-    except JobCancelled as exc:
-        writer.fail(exc, cancelled=True)
-        raise
-    except BaseException as exc:
-        writer.fail(exc)
-        raise
     return writer.run_id
 
 
@@ -650,18 +673,12 @@ def run_feature_space_experiment(config: ExperimentConfig, assembly: Optional[As
     import dataclasses
 
     from encoding_core.experiment.feature_spaces import fit_feature_spaces
-    from encoding_core.experiment.runstore import RunStore
 
     config.validate()
     progress = progress or null_progress
     timer = StageTimer()
     started = time.perf_counter()
-    store = run_store if run_store is not None else RunStore(config.results_dir)
-    check_writable(store.results_dir)
-    with timer("load"):
-        assembly = select_stories(assembly if assembly is not None else load_experiment_assembly(config), config)
-        targets = prepare_targets(assembly, config)
-        check_statistics_settings(targets, config)
+    store, assembly, targets = _load_for_run(config, assembly, run_store, timer)
     prepared, audio_attached = [], False
     for index, space in enumerate(config.feature_spaces):
         check_cancel(cancel)
@@ -683,30 +700,16 @@ def run_feature_space_experiment(config: ExperimentConfig, assembly: Optional[As
         prepared.append(features)
         del story_features
     layers = list(range(len(prepared))) if config.banded.mode == "separate" else [0]
-    writer = store.create(config, {
-        "subject": assembly.subject, "simulated": bool(assembly.simulated), "layers": layers,
-        "stories": assembly.stories, "test_story": targets.test_story, "n_voxels": assembly.n_voxels,
-        "tr": assembly.tr, "space": {"kind": assembly.space.kind, "name": assembly.space.name},
-        "feature_spaces": [s.name for s in config.feature_spaces], "banded_mode": config.banded.mode,
-    })
-    try:
+    writer = store.create(config, _run_meta(assembly, targets, layers,
+                                            feature_spaces=[s.name for s in config.feature_spaces],
+                                            banded_mode=config.banded.mode))
+    with _failure_recorded(writer):
         writer.write_space(assembly.space)
         progress("fit", 0, 1, f"{config.banded.mode} fit of {len(prepared)} feature spaces")
         results = fit_feature_spaces(prepared, targets, config, cancel)
         progress("fit", 1, 1, "done")
-        kept: dict[int, LayerResult] = {}
-        for layer, result in results.items():
-            for stage, seconds in result.timings.items():
-                timer.add(stage, seconds)
-            with timer("save"):
-                writer.write_layer(layer, result.metrics, result.arrays, result.weights)
-            kept[layer] = LayerResult(result.metrics, {"correlations": result.arrays["correlations"]})
+        kept = {layer: _save_layer(writer, timer, layer, result, ("correlations",))
+                for layer, result in results.items()}
         check_cancel(cancel)
         _finish_run(writer, kept, timer, started)
-    except JobCancelled as exc:
-        writer.fail(exc, cancelled=True)
-        raise
-    except BaseException as exc:
-        writer.fail(exc)
-        raise
     return writer.run_id
