@@ -39,9 +39,11 @@ from encoding_core.models.fitting import (
 
 def partition_map_names(names: Sequence[str]) -> dict:
     """{region key (tuple of names): map name}: ``unique_<name>``, ``shared_<a>_<b>``, ``shared`` (all)."""
+    from encoding_core.models.variance_partitioning import _subsets
+
     names = tuple(names)
     out = {}
-    for key in _regions(names):
+    for key in _subsets(names):
         if len(key) == 1:
             out[key] = f"unique_{key[0]}"
         elif len(key) == len(names):
@@ -49,12 +51,6 @@ def partition_map_names(names: Sequence[str]) -> dict:
         else:
             out[key] = "shared_" + "_".join(key)
     return out
-
-
-def _regions(names: tuple) -> list:
-    import itertools
-
-    return [key for size in range(1, len(names) + 1) for key in itertools.combinations(names, size)]
 
 
 def fit_feature_spaces(prepared: Sequence[Any], targets: Any, config: ExperimentConfig,
@@ -107,12 +103,12 @@ def _joint(prepared: Sequence[Any], targets: Any, config: ExperimentConfig, name
             arrays["stacked_r2"] = np.asarray(partition.stacked.r2, dtype=np.float32)
     else:  # 4 spaces: the joint model only (a partition would need 15 models)
         from encoding_core.models.banded_ridge import split_r2_score
-        from encoding_core.models.variance_partitioning import r2_columns
+        from encoding_core.stats.scores import r2_score
 
         joint = banded_ridge_nested_cv(train, Y_train, folds, list(ridge.alphas), **options)
         parts = joint.predict_split(test)
         split = split_r2_score(Y_test, parts)
-        joint_r2 = r2_columns(np.asarray(Y_test, dtype=np.float64), parts.sum(axis=0, dtype=np.float64))
+        joint_r2 = r2_score(np.asarray(Y_test, dtype=np.float64), parts.sum(axis=0, dtype=np.float64))
     fit_s = time.perf_counter() - started
     predicted = joint.predict(test)
     significance_arrays, significance_metrics = evaluate_predictions(Y_test, predicted, config.stats,

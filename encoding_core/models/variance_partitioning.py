@@ -38,12 +38,12 @@ from encoding_core.common.errors import InputError
 from encoding_core.models.ridge import (
     _alpha_factors,
     _check_folds,
-    _float64_gram,
     _target_block,
     _voxel_blocks,
 )
 
 from encoding_core.models.banded_ridge import _as_space_list, _eigh, banded_ridge_nested_cv, split_r2_score
+from encoding_core.stats.scores import r2_score
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def variance_partitioning(train_spaces: Sequence[Any], Y_train: Any, test_spaces
         members = [names.index(name) for name in key]
         fit = banded_ridge_nested_cv([train_xs[i] for i in members], Y_train, folds, alphas, **fit_options)
         parts = fit.predict_split([test_xs[i] for i in members])
-        subset_r2[key] = r2_columns(y_test64, parts.sum(axis=0, dtype=np.float64))
+        subset_r2[key] = r2_score(y_test64, parts.sum(axis=0, dtype=np.float64))
         if len(key) == n_spaces:
             split = split_r2_score(y_test64, parts)
         del parts
@@ -193,17 +193,6 @@ def variance_partitioning(train_spaces: Sequence[Any], Y_train: Any, test_spaces
                              split_r2=split, stacked=stack, fits=fits)
 
 
-def r2_columns(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """r² per column (v,) like ``sklearn.metrics.r2_score(..., multioutput='raw_values')``; 0 for constant columns."""
-    y = np.asarray(Y, dtype=np.float64)
-    resid = y - P
-    ss_res = np.einsum("nv,nv->v", resid, resid)
-    centred = y - y.mean(axis=0)
-    ss_tot = np.einsum("nv,nv->v", centred, centred)
-    ok = ss_tot > 1e-30
-    return np.where(ok, 1.0 - ss_res / np.where(ok, ss_tot, 1.0), 0.0)
-
-
 # ----------------------------------------------------------------------------------------------
 # Stacked regressions
 # ----------------------------------------------------------------------------------------------
@@ -218,8 +207,8 @@ def _stacked_estimate(singles: list, train_xs: list, Y_train: Any, test_xs: list
     weights = simplex_least_squares(products, targets)
     space_preds = np.stack([fit.predict([x]) for fit, x in zip(singles, test_xs)]).astype(np.float64)
     stacked_pred = np.einsum("snv,sv->nv", space_preds, weights)
-    space_r2 = np.stack([r2_columns(y_test64, pred) for pred in space_preds])
-    return StackedEstimate(weights=weights, r2=r2_columns(y_test64, stacked_pred), space_r2=space_r2)
+    space_r2 = np.stack([r2_score(y_test64, pred) for pred in space_preds])
+    return StackedEstimate(weights=weights, r2=r2_score(y_test64, stacked_pred), space_r2=space_r2)
 
 
 def out_of_fold_products(spaces: list, y_np: np.ndarray, folds: list, best_alphas: list, grid: np.ndarray,
@@ -232,14 +221,13 @@ def out_of_fold_products(spaces: list, y_np: np.ndarray, folds: list, best_alpha
     products = np.zeros((n_spaces, n_spaces, n_voxels))
     targets = np.zeros((n_spaces, n_voxels))
     xs = [torch.from_numpy(np.nan_to_num(np.asarray(x, dtype=np.float64))) for x in spaces]
-    grams = [_float64_gram(x) for x in xs]
     alpha_index = [torch.from_numpy(np.searchsorted(np.sort(grid), a)).long() for a in best_alphas]
     order = np.argsort(grid, kind="stable")
     blocks = _voxel_blocks(n_voxels, block)
     for train_idx, test_idx in folds:  # a handful of folds
         train, held = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
         factors = []
-        for x, gram in zip(xs, grams):  # 2-4 spaces
+        for x in xs:  # 2-4 spaces
             train_x = x[train]
             evals, evecs = _eigh(train_x.T @ train_x)
             shrink = _alpha_factors(evals.clamp(min=0.0), grid[order], normalpha, 0.0)[0]  # (p_i, k) ascending grid
