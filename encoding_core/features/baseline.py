@@ -158,14 +158,20 @@ class _Cached:
         return load_or_compute_fields({"format": 1, "modality": self.modality, "model_name": self.modality, **fields},
                                       self.cache_dir, compute, subdir=CACHE_SUBDIR, source=source)
 
-    def _audio(self, story: Any) -> tuple[np.ndarray, str]:
-        from encoding_core.assembly.audio import load_audio
+    def _audio_digest(self, story: Any) -> str:
+        """The sha256 of the story's audio file (the cache key); AudioError when the story has none."""
         from encoding_core.features.cache import audio_content_hash
 
         if not story.audio_path:
             raise AudioError(f"Story {story.name!r} has no audio file; the {self.modality!r} feature space reads the "
                              "sound. Set assembly.audio_dir (or map the audio on the Audio page).")
-        return load_audio(story.audio_path, self.sample_rate), audio_content_hash(story.audio_path)
+        return audio_content_hash(story.audio_path)
+
+    def _audio(self, story: Any) -> np.ndarray:
+        """The story's sound, mono, at ``self.sample_rate``."""
+        from encoding_core.assembly.audio import load_audio
+
+        return load_audio(story.audio_path, self.sample_rate)
 
 
 class PhonemeRateFeatureExtractor(_Cached):
@@ -210,19 +216,14 @@ class EnvelopeFeatureExtractor(_Cached):
     def extract_story(self, story: Any, progress: Optional[ProgressCallback] = None,
                       cancel: Optional[CancelFlag] = None, tr: Optional[float] = None) -> StoryFeatures:
         """(n_tr_times, 1) RMS per TR at the story's TR times (``tr_aligned``)."""
-        from encoding_core.features.cache import audio_content_hash
-
         tr = _story_tr(story, tr)
         times = np.asarray(story.tr_times, dtype=np.float64)
-        if not story.audio_path:
-            self._audio(story)  # raises the missing-audio error
+        digest = self._audio_digest(story)
 
         def compute() -> tuple[np.ndarray, np.ndarray, dict]:
-            samples, _ = self._audio(story)
-            return rms_per_tr(samples, self.sample_rate, times, tr)[None], times, {"tr": tr}
+            return rms_per_tr(self._audio(story), self.sample_rate, times, tr)[None], times, {"tr": tr}
 
-        fields = {"audio_sha256": audio_content_hash(story.audio_path), "sample_rate": self.sample_rate, "tr": tr,
-                  "tr_times": _times_digest(times)}
+        fields = {"audio_sha256": digest, "sample_rate": self.sample_rate, "tr": tr, "tr_times": _times_digest(times)}
         features = self._cached(fields, str(story.audio_path), compute)
         features.tr_aligned = True
         return features
@@ -236,16 +237,12 @@ class LogMelFeatureExtractor(_Cached):
     def extract_story(self, story: Any, progress: Optional[ProgressCallback] = None,
                       cancel: Optional[CancelFlag] = None) -> StoryFeatures:
         """(n_frames, n_mels) dB at frame end times (s)."""
-        from encoding_core.features.cache import audio_content_hash
-
-        if not story.audio_path:
-            self._audio(story)
+        digest = self._audio_digest(story)
 
         def compute() -> tuple[np.ndarray, np.ndarray, dict]:
-            samples, _ = self._audio(story)
-            rows, times = log_mel(samples, self.sample_rate, self.n_mels)
+            rows, times = log_mel(self._audio(story), self.sample_rate, self.n_mels)
             return rows[None], times, {"frame_s": FRAME_SECONDS, "hop_s": HOP_SECONDS}
 
-        fields = {"audio_sha256": audio_content_hash(story.audio_path), "sample_rate": self.sample_rate,
-                  "n_mels": self.n_mels, "frame_s": FRAME_SECONDS, "hop_s": HOP_SECONDS}
+        fields = {"audio_sha256": digest, "sample_rate": self.sample_rate, "n_mels": self.n_mels,
+                  "frame_s": FRAME_SECONDS, "hop_s": HOP_SECONDS}
         return self._cached(fields, str(story.audio_path), compute)
