@@ -6,11 +6,12 @@ Ctrl-C exits with 130. Progress bars are drawn with tqdm unless ``--quiet``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from encoding_core.config import ExperimentConfig
 from encoding_core.common.errors import ConfigError, EncodingCoreError, JobCancelled
@@ -118,22 +119,30 @@ def partition_table(run: Any) -> str:
     return "\n".join(lines)
 
 
-def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None) -> int:
-    from encoding_core.experiment.pipeline import run_experiment
+@contextlib.contextmanager
+def _progress_bars(quiet: bool) -> Iterator[Any]:
+    """Progress bars on the terminal for the block (None with ``--quiet``), closed afterwards."""
     from encoding_core.common.progress import TqdmProgress
-    from encoding_core.experiment.runstore import RunStore
 
     progress = None if quiet else TqdmProgress()
     try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _run(config: ExperimentConfig, quiet: bool, scheduler: Optional[str] = None) -> int:
+    from encoding_core.experiment.pipeline import run_experiment
+    from encoding_core.experiment.runstore import RunStore
+
+    with _progress_bars(quiet) as progress:
         if scheduler:
             from encoding_core.experiment.distributed import run_sweep_distributed
 
             run_id = run_sweep_distributed(config, scheduler=scheduler, progress=progress)
         else:
             run_id = run_experiment(config, progress=progress)
-    finally:
-        if progress is not None:
-            progress.close()
     store = RunStore(config.results_dir)
     run = store.load(run_id)
     if run.simulated:
@@ -202,16 +211,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from encoding_core.common.progress import TqdmProgress
     from encoding_core.experiment.comparison import comparison_table, run_model_layer_comparison
 
     config = _load_config(args)
-    progress = None if args.quiet else TqdmProgress()
-    try:
+    with _progress_bars(args.quiet) as progress:
         group_id = run_model_layer_comparison(config, args.models.split(","), progress=progress)
-    finally:
-        if progress is not None:
-            progress.close()
     header = f"{'model':<40}  {'layer':>5}  {'median r':>9}  {'median r (sig.)':>15}  {'n sig':>7}"
     print(header)
     print("-" * len(header))
