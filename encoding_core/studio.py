@@ -627,13 +627,18 @@ def is_partition_run(metrics: Mapping[str, Any]) -> bool:
 
 def partition_map_labels(metrics: Mapping[str, Any]) -> dict[str, str]:
     """{stored map name: label} of a joint run, built from its recorded spaces (never typed)."""
+    from encoding_core.experiment.feature_spaces import partition_map_names
+
     names = list(metrics.get("feature_spaces", []))
-    labels = {f"unique_{n}": f"unique to {n}" for n in names}
-    if len(names) == 3:
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                labels[f"shared_{a}_{b}"] = f"shared by {a} and {b} only"
-    labels["shared"] = "shared by " + " and ".join(names) if len(names) == 2 else "shared by all of " + ", ".join(names)
+    labels = {}
+    for key, map_name in partition_map_names(names).items():  # the names the run stored its maps under
+        if len(key) == 1:
+            labels[map_name] = f"unique to {key[0]}"
+        elif len(key) < len(names):
+            labels[map_name] = f"shared by {key[0]} and {key[1]} only"
+        else:
+            labels[map_name] = ("shared by " + " and ".join(names) if len(names) == 2
+                                else "shared by all of " + ", ".join(names))
     labels["joint_r2"] = "joint model (" + " + ".join(names) + ")"
     return labels
 
