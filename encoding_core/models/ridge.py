@@ -174,10 +174,10 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     def rows64(index: np.ndarray) -> torch.Tensor:
         return x_host[torch.from_numpy(index)].double()
 
-    x_dev = x_host.to(dev, dtype)  # no copy for float32 X and float32 Y on the CPU
     if n < p:  # fewer TRs than features: n x n kernel matrices instead of p x p Gram matrices
-        return _nested_cv_dual(x_host, x_dev, y_np, fold_list, grid, normalpha, single_alpha, dtype,
+        return _nested_cv_dual(x_host, dev, y_np, fold_list, grid, normalpha, single_alpha, dtype,
                                memory_budget_gb, report, cancel, score, check_y)
+    x_dev = x_host.to(dev, dtype)  # no copy for float32 X and float32 Y on the CPU
     gram = _float64_gram(x_host)
 
     block = _block_size(memory_budget_gb, n, p, max(len(te) for _, te in fold_list), len(grid), dtype)
@@ -288,7 +288,7 @@ def ridge_nested_cv(X: Any, Y: Any, folds: Sequence[tuple[Any, Any]], alphas: An
     return _result(weights, mean_scores, best_index, grid, alpha_scale)
 
 
-def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray, fold_list: list, grid: np.ndarray,
+def _nested_cv_dual(x_host: torch.Tensor, dev: torch.device, y_np: np.ndarray, fold_list: list, grid: np.ndarray,
                     normalpha: bool, single_alpha: bool, dtype: torch.dtype, memory_budget_gb: float,
                     report: ProgressCallback, cancel: Optional[CancelFlag], score: str = "r",
                     check_y: bool = True) -> RidgeFit:
@@ -303,7 +303,6 @@ def _nested_cv_dual(x_host: torch.Tensor, x_dev: torch.Tensor, y_np: np.ndarray,
     """
     n, p = x_host.shape
     n_voxels = y_np.shape[1]
-    dev = x_dev.device
     kernel = _float64_gram(x_host, rows=True)
     block = _block_size(memory_budget_gb, n, n, max(len(te) for _, te in fold_list), len(grid), dtype)
     itemsize = 8 if dtype == torch.float64 else 4
