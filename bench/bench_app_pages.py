@@ -12,8 +12,9 @@ One browser session, as a new user would: open Home (first visit), press **Run t
 on Train until the job is done, then visit every page twice through the sidebar (first and warm
 visits), then change the Results controls (threshold, layer, view, hemisphere, run) ``--repeats``
 times each. Every time is from the user's action until the script stopped and the page's brain
-surface (Results) is drawn (``tests/browser/browser_helpers.py``); the 1-minute load average is
-printed next to each. The browser console and network are checked at the end.
+surface (Results) is drawn (``tests/browser/browser_helpers.py``), and for clicks and key presses
+also from the input event the page received (what a user waits; the Playwright call first scrolls to
+the element and waits for it to be stable); the 1-minute load average is printed next to each. The browser console and network are checked at the end.
 """
 from __future__ import annotations
 
@@ -47,9 +48,13 @@ def main(argv=None) -> int:
     rows: list[dict] = []
 
     def record(name: str, seconds: float) -> None:
-        row = {"measure": name, "seconds": round(seconds, 3), "load": round(os.getloadavg()[0], 1)}
+        """One time; after a click or key press also the time from the input event the page got."""
+        from_input = bh.LAST_ACTION.get("from_input") if bh.LAST_ACTION.get("from_call") == seconds else None
+        row = {"measure": name, "seconds": round(seconds, 3), "load": round(os.getloadavg()[0], 1),
+               "from_input": None if from_input is None else round(from_input, 3)}
         rows.append(row)
-        print(f"{name:<48s} {seconds:6.2f} s   (load {row['load']})", flush=True)
+        after_input = "" if from_input is None else f" ({from_input:.2f} s from the input event)"
+        print(f"{name:<48s} {seconds:6.2f} s{after_input}   (load {row['load']})", flush=True)
 
     server = bh.start_server(args.root.absolute(), home, bh.free_port())
     log = bh.BrowserLog()
@@ -95,10 +100,13 @@ def main(argv=None) -> int:
     summary: dict[str, list[float]] = {}
     for row in rows:
         summary.setdefault(row["measure"], []).append(row["seconds"])
-    print("\n| measure | median s | n | load (1 min) |\n|---|---:|---:|---:|")
+    print("\n| measure | median s | from the input event, median s | n | load (1 min) |\n|---|---:|---:|---:|---:|")
     for name, values in summary.items():
         loads = [r["load"] for r in rows if r["measure"] == name]
-        print(f"| {name} | {statistics.median(values):.2f} | {len(values)} | {min(loads):.1f}-{max(loads):.1f} |")
+        after_input = [r["from_input"] for r in rows if r["measure"] == name and r["from_input"] is not None]
+        input_text = f"{statistics.median(after_input):.2f}" if after_input else "-"
+        print(f"| {name} | {statistics.median(values):.2f} | {input_text} | {len(values)} | "
+              f"{min(loads):.1f}-{max(loads):.1f} |")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "browser": log.__dict__}, indent=1))
     return 0

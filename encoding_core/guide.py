@@ -106,6 +106,10 @@ the headline numbers), e.g. a block permutation, which compares r with the r's o
 predictions (blocks keep the slow autocorrelation of fMRI); the p-values are then corrected with
 the **Benjamini–Hochberg** false discovery rate over all voxels. The map's threshold is named in its
 title.
+
+The map is a picture of one hemisphere from the chosen view (an orthographic projection with the
+camera of the rotatable view): every pixel shows the value of its nearest visible vertex, and
+hovering reads it. "Rotatable 3-D" draws the same map as a surface to turn and zoom.
 Reference: Hsu, Borst & Theunissen (2004), *Quantifying variability in neural responses and its
 application for the validation of model predictions*, Network 15 (noise ceiling); Benjamini &
 Hochberg (1995), J. R. Stat. Soc. B 57 (FDR).

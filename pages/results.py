@@ -124,21 +124,29 @@ def _threshold_text(kind: str, significant_only: bool, min_r: float) -> str:
     return f"{'FDR-significant, ' if significant_only else ''}{kind} ≥ {min_r:.2f}"
 
 
+def _brain_figure(values: np.ndarray, hemi: str, view: str, rotatable: bool, full_mesh: bool,
+                  **options: Any) -> dict[str, Any]:
+    """One hemisphere of a surface map as a figure dict: a flat picture from the chosen view (the
+    default: no 3-D scene for the browser to build, so it draws in a fraction of the time) or, when
+    ``rotatable``, the 3-D figure, on the mesh one subdivision coarser unless ``full_mesh``."""
+    if rotatable:
+        return viz.surface_figure(values, hemi=hemi, view=view, coarse=not full_mesh, **options).to_dict()
+    return viz.surface_picture(values, hemi=hemi, view=view, **options).to_dict()
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _surface_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
                     significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool,
-                    full_mesh: bool = False, projector: bool = False) -> dict[str, Any]:
-    """The plotly surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache),
-    keyed on run, layer, thresholds and view. Drawn on the mesh one subdivision coarser unless
-    ``full_mesh`` (fsaverage5: a quarter of the data for the browser)."""
+                    full_mesh: bool = False, projector: bool = False, rotatable: bool = False) -> dict[str, Any]:
+    """The surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache),
+    keyed on run, layer, thresholds, view and drawing (:func:`_brain_figure`)."""
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     regions = _planted_regions() if with_regions else None
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
     title = viz.map_title(kind, layer=layer, hemi=hemi, view=view,
                           threshold=_threshold_text(kind, significant_only, min_r))
-    return viz.surface_figure(shown, hemi=hemi, view=view, vmax=vmax, title=title, **_scale(kind),
-                              regions=regions, surface=surface, coarse=not full_mesh, colorbar_title=kind,
-                              style=viz.figure_style(projector)).to_dict()
+    return _brain_figure(shown, hemi, view, rotatable, full_mesh, vmax=vmax, title=title, **_scale(kind),
+                         regions=regions, surface=surface, colorbar_title=kind, style=viz.figure_style(projector))
 
 
 def _scale(kind: str) -> dict[str, Any]:
@@ -168,7 +176,7 @@ def _glass_brain_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _partition_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, name: str, label: str,
                       hemi: str, view: str, with_regions: bool, full_mesh: bool = False,
-                      projector: bool = False) -> dict[str, Any]:
+                      projector: bool = False, rotatable: bool = False) -> dict[str, Any]:
     """The surface map of one variance-partition map (r², negatives shown) as a figure dict.
 
     The colour limit is the largest positive r² (at most 1): a few badly predicted voxels can
@@ -178,24 +186,24 @@ def _partition_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str,
     values = surface_map.to_vertices(_layer_arrays(results_dir, run_id, stamp, layer)[name])
     positive = values[np.isfinite(values) & (values > 0)]
     vmax = min(float(positive.max()), 1.0) if positive.size else 1.0
-    return viz.surface_figure(values, hemi=hemi, view=view, vmax=vmax,
-                              title=f"{label} (r², test data) · layer {layer} · {hemi} {view}",
-                              regions=_planted_regions() if with_regions else None, colorbar_title="r²",
-                              surface=surface_map.surface, coarse=not full_mesh,
-                              style=viz.figure_style(projector)).to_dict()
+    return _brain_figure(values, hemi, view, rotatable, full_mesh, vmax=vmax,
+                         title=f"{label} (r², test data) · layer {layer} · {hemi} {view}",
+                         regions=_planted_regions() if with_regions else None, colorbar_title="r²",
+                         surface=surface_map.surface, style=viz.figure_style(projector))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, other: str,
-                       other_stamp: str, other_layer: int, hemi: Optional[str], view: Optional[str]) -> dict[str, Any]:
+                       other_stamp: str, other_layer: int, hemi: Optional[str], view: Optional[str],
+                       rotatable: bool = False) -> dict[str, Any]:
     """r(run, layer) − r(other, other_layer): a surface map (hemi/view given) or a histogram, as a dict."""
     diff = (_layer_arrays(results_dir, run_id, stamp, layer)["correlations"]
             - _layer_arrays(results_dir, other, other_stamp, other_layer)["correlations"])
     if hemi and view:
         surface_map = _surface_map(results_dir, run_id, stamp, cache_dir)
-        return viz.surface_figure(surface_map.to_vertices(diff), hemi=hemi, view=view,
-                                  title=f"difference in r · {hemi} {view}", surface=surface_map.surface, coarse=True,
-                                  colorbar_title="difference in r").to_dict()
+        return _brain_figure(surface_map.to_vertices(diff), hemi, view, rotatable, False,
+                             title=f"difference in r · {hemi} {view}", surface=surface_map.surface,
+                             colorbar_title="difference in r")
     return viz.correlation_histogram(diff, title="difference in r").to_dict()
 
 
@@ -261,7 +269,7 @@ def _region_panel(details: dict, simulated: bool) -> None:
 # URL query parameter -> widget: the view a link opens and a revisit restores (common.restore_widget).
 # (A comment, not a string literal: Streamlit's magic would draw a bare string on the page.)
 URL_VIEW = {"run": "run_pick", "layer": "layer_pick", "value": "map_kind", "fdr": "sig_only", "threshold": "min_r",
-            "norm_threshold": "min_norm", "hemi": "hemi", "view": "view"}
+            "norm_threshold": "min_norm", "hemi": "hemi", "view": "view", "rotate": "map_3d"}
 
 
 @st.fragment
@@ -290,13 +298,19 @@ def _map_panel(context: dict[str, Any]) -> None:
     if context["surface"]:
         common.restore_widget("hemi", "hemi", str, ("left", "right").__contains__)
         common.restore_widget("view", "view", str, tuple(viz.VIEWS).__contains__)
+        common.restore_widget("map_3d", "rotate", common.url_bool, lambda v: isinstance(v, bool))
         c1, c2, c3 = st.columns([2, 3, 2])
         hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
         view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
-        full_mesh = c3.toggle("Full-resolution mesh", key="full_mesh",
-                              help="Draw every vertex (four times the data, slower to load). By default the "
-                                   "interactive map shows one vertex in four (the next coarser icosphere); the "
-                                   "four-view PNG always has every vertex.")
+        rotatable = c3.toggle("Rotatable 3-D", key="map_3d",
+                              help="Off: a picture of the brain from the chosen view, with every vertex; hover "
+                                   "it to read values. On: a 3-D surface you can turn and zoom (your browser "
+                                   "builds a 3-D scene, which takes longer on every change).")
+        full_mesh = rotatable and c3.toggle(
+            "Full-resolution mesh", key="full_mesh",
+            help="Draw every vertex (four times the data, slower to load). By default the rotatable map shows "
+                 "one vertex in four (the next coarser icosphere); the picture and the four-view PNG always "
+                 "have every vertex.")
     common.keep_widgets({name: key for name, key in URL_VIEW.items() if name not in ("run", "layer")})
     if context["surface"]:
         shown, _, _ = _map(*map_key)
@@ -304,8 +318,8 @@ def _map_panel(context: dict[str, Any]) -> None:
             st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum.")
         with st.spinner("Drawing the surface ..."):
             st.plotly_chart(_surface_figure(*map_key, hemi, view, context["with_regions"], full_mesh,
-                                            bool(st.session_state.get(common.PROJECTOR_KEY, False))),
-                            key="surface_map")
+                                            bool(st.session_state.get(common.PROJECTOR_KEY, False)), rotatable),
+                            key="surface_map", config={"displayModeBar": rotatable})
         st.download_button("Download the four-view PNG (left/right, lateral/medial)",
                            lambda: _four_view_png(*map_key, context["with_regions"]),
                            file_name=f"{context['file_stem']}.png", mime="image/png", key="download_png",
@@ -443,7 +457,8 @@ if is_partition_run(m):
                                               partition_labels[partition_pick], hemi, view,
                                               simulated and not surface_map.projected,
                                               bool(st.session_state.get("full_mesh", False)),
-                                              bool(st.session_state.get(common.PROJECTOR_KEY, False))),
+                                              bool(st.session_state.get(common.PROJECTOR_KEY, False)),
+                                              bool(st.session_state.get("map_3d", False))),
                             key="partition_surface")
             st.caption("Colour scale: ± the largest positive r² of this map; more negative values show at "
                        "the blue end.")
@@ -483,7 +498,7 @@ else:
             if st.toggle("Show the difference map", key="compare_show",
                          help="Drawn on request: a second brain map doubles what the page sends."):
                 figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp,
-                                            o_layer, hemi, view)
+                                            o_layer, hemi, view, bool(st.session_state.get("map_3d", False)))
                 st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
 
 groups = [g for g in list_groups(results_dir) if all(r in by_id for r in g.get("runs", {}).values())]

@@ -2,6 +2,7 @@
 
 - :mod:`~encoding_core.viz.surfaces`: brain maps on fsaverage5 or any :class:`BrainSurface` (interactive,
   four-view PNG), glass brain;
+- :mod:`~encoding_core.viz.pictures`: the same maps as flat pictures from one view (rasterised once, no WebGL);
 - :mod:`~encoding_core.viz.plots`: histograms, layer profiles, alpha choices, audio and settings pictures;
 - :mod:`~encoding_core.viz.style`: screen/projector styles, rounded colour limits, titles, region colours;
 - :mod:`~encoding_core.viz.atlas`: anatomical regions (nilearn's Destrieux atlas, when on disk).
@@ -28,6 +29,7 @@ from encoding_core.viz.surfaces import (
     thresholded_map,
     warm_up,
 )
+from encoding_core.viz.pictures import PICTURE_WIDTH_PX, surface_picture, surface_raster
 from encoding_core.viz.style import (
     PROJECTOR,
     SCREEN,
@@ -90,6 +92,9 @@ __all__ = [
     "split_hemispheres",
     "story_timecourse_figure",
     "surface_figure",
+    "surface_picture",
+    "surface_raster",
+    "PICTURE_WIDTH_PX",
     "thresholded_map",
     "tsnr",
     "warm_up",

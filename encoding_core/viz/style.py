@@ -95,6 +95,25 @@ def map_title(measure: str, layer: Optional[int] = None, hemi: Optional[str] = N
     return " · ".join(parts)
 
 
+def wrap_title(title: str, max_chars: int = 60) -> str:
+    """A plotly title broken into lines (``<br>``) at its `` · `` separators, each line at most about
+    ``max_chars`` characters: plotly does not wrap titles, and a long one runs off the figure."""
+    lines: list[str] = []
+    for part in title.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= max_chars:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "<br>".join(lines)
+
+
+def title_margin(title: str, style: Optional[FigureStyle] = None) -> int:
+    """Top margin (px) a figure needs for ``title`` wrapped by :func:`wrap_title` (10 without a title)."""
+    if not title:
+        return 10
+    return 20 + int(round((style or SCREEN).title_size * 1.5)) * (wrap_title(title).count("<br>") + 1)
+
+
 REGION_COLOURS = ("#000000", "#e7298a", "#1b9e77", "#d95f02", "#7570b3", "#66a61e", "#e6ab02", "#a6761d")
 """Outline colours for regions drawn on a map (colour-blind-safe Dark2 order, black first)."""
 REGION_SYMBOLS_3D = ("circle", "diamond", "square", "cross", "x", "circle-open", "diamond-open", "square-open")

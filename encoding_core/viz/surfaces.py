@@ -19,7 +19,7 @@ import numpy as np
 
 from encoding_core.common.errors import InputError
 from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, nice_limit, region_style,
-                                     tick_format)
+                                     tick_format, title_margin, wrap_title)
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ def import_plotting_libraries() -> None:
 
 
 def warm_up() -> float:
-    """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth and mesh edges now.
+    """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth, mesh edges and the
+    rasters of every hemisphere and view's picture now.
 
     For a background thread at app start, so the first brain map does not pay for them
     (about 3 s cold). Returns the seconds spent; failures are logged, never raised (the
@@ -139,8 +140,12 @@ def warm_up() -> float:
     try:
         import_plotting_libraries()
         fsaverage5_surface()
+        from encoding_core.viz.pictures import surface_raster
+
         for hemi in HEMISPHERES:
             _mesh_edges(hemi)
+            for view in VIEWS:  # the Results page's pictures (lateral first: the default)
+                surface_raster(fsaverage5_surface(), hemi, view)
     except Exception:  # noqa: BLE001 - a warm-up must never take the app down
         logger.warning("Warming up the fsaverage5 meshes failed; they load on first use.", exc_info=True)
     seconds = time.perf_counter() - start
@@ -361,13 +366,15 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
             marker={"size": style.outline_size, "color": look["colour"], "symbol": look["symbol"]},
             name=name, showlegend=True, hoverinfo="name",
         ))
-    figure.update_layout(height=height or 440, margin={"l": 0, "r": 0, "t": 50 if title else 10, "b": 0})
+    figure.update_layout(height=(height or 440) + max(title_margin(title, style) - 50, 0),
+                         margin={"l": 0, "r": 0, "t": title_margin(title, style), "b": 0})
     if title:
-        figure.update_layout(title={"text": title, "font": {"size": style.title_size}, "x": 0.5, "y": 0.98})
+        figure.update_layout(title={"text": wrap_title(title), "font": {"size": style.title_size}, "x": 0.5,
+                                    "xanchor": "center", "y": 0.98})
     if any(trace.showlegend for trace in figure.data):
         # Below the brain, centred and horizontal: the colour bar keeps the right edge to itself.
         figure.update_layout(
-            height=(height or 440) + 60, margin={"b": 60},
+            height=figure.layout.height + 60, margin={"b": 60},
             legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.0, "yanchor": "top",
                     "title": {"text": "outlined:"}, "font": {"size": style.font_size},
                     "itemsizing": "constant"},

@@ -31,6 +31,36 @@ def plotly_specs(at: AppTest) -> dict[str, dict]:
     return {el.key: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
 
 
+def picture_samples(figure: dict) -> np.ndarray:
+    """The hover grid of a brain picture (``viz.surface_picture``): the shown value at every sampled
+    pixel, NaN off the brain or where nothing is shown, as a 2-D array."""
+    grids = [t for t in figure["data"] if t["type"] == "heatmap" and t.get("name") == "hover"]
+    assert len(grids) == 1, [t["type"] for t in figure["data"]]
+    return np.asarray(as_array(grids[0]["z"]), dtype=np.float64)
+
+
+def colour_limits(figure: dict) -> list[tuple[float, float]]:
+    """(cmin, cmax) of every colour scale of a brain map: the 3-D meshes' and the picture's colour bar."""
+    limits = [(t["cmin"], t["cmax"]) for t in figure["data"] if t["type"] == "mesh3d" and t.get("cmax") is not None]
+    limits += [(t["marker"]["cmin"], t["marker"]["cmax"]) for t in figure["data"]
+               if t["type"] == "scatter" and t.get("marker", {}).get("showscale")]
+    return limits
+
+
+def picture_image(figure: dict) -> np.ndarray:
+    """The ``(height, width, 3)`` uint8 image of a brain picture, decoded from its PNG data URI."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    images = [t for t in figure["data"] if t["type"] == "image"]
+    assert len(images) == 1
+    header, payload = images[0]["source"].split(",", 1)
+    assert header == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB"))
+
+
 def as_array(value) -> np.ndarray:
     """A plotly JSON array: a list, or a typed-array dict {"dtype", "bdata" (base64), "shape"}."""
     if isinstance(value, dict) and "bdata" in value:

@@ -6,7 +6,8 @@ import json
 import numpy as np
 from plotly.utils import PlotlyJSONEncoder
 
-from app_helpers import N_FSAVERAGE5, as_array, inject_assembly, new_app, open_page, plotly_specs, texts, write_assembly
+from app_helpers import (N_FSAVERAGE5, as_array, colour_limits, inject_assembly, new_app, open_page, picture_samples,
+                         plotly_specs, texts, write_assembly)
 
 from encoding_core import viz
 from encoding_core.config import ExperimentConfig, FeatureConfig, FeatureSpaceConfig
@@ -100,6 +101,14 @@ def test_results_shows_partition_maps_and_region_bars(studio):
                                    "joint model (acoustic + words)"]
     specs = plotly_specs(at)
     assert "partition_surface" in specs and "partition_bars" in specs
+    # the default picture: the unique-acoustic r² of the left hemisphere, limits at the largest positive r²
+    unique = truth["maps"]["unique_acoustic"]
+    shown = picture_samples(specs["partition_surface"])
+    assert np.isin(shown[np.isfinite(shown)], unique[:N_FSAVERAGE5 // 2]).all()
+    limit = viz.nice_limit(min(float(unique.max()), 1.0))
+    assert colour_limits(specs["partition_surface"]) == [(-limit, limit)]
+    at.toggle(key="map_3d").set_value(True).run()  # the rotatable 3-D map, drawn as viz draws it
+    specs = plotly_specs(at)
     assert vertex_colours(specs["partition_surface"]) == reference_colours(truth["maps"]["unique_acoustic"])
     bars = [t for t in specs["partition_bars"]["data"] if t["type"] == "bar"]
     assert [b["name"] for b in bars] == ["unique to acoustic", "unique to words", "shared by acoustic and words"]

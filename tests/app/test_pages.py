@@ -8,7 +8,8 @@ import soundfile
 
 from encoding_core.config import ExperimentConfig, TrimmingConfig
 
-from app_helpers import (N_FSAVERAGE5, as_array, inject_assembly, make_run, new_app, open_page, plotly_specs, texts,
+from app_helpers import (N_FSAVERAGE5, as_array, inject_assembly, make_run, new_app, open_page, picture_image,
+                         picture_samples, plotly_specs, texts,
                          write_assembly)
 
 
@@ -204,8 +205,13 @@ def test_results_page_maps_profile_compare_and_downloads(studio):
     line = [t for t in specs["layer_profile"]["data"] if t["type"] == "scatter"][0]
     np.testing.assert_allclose(as_array(line["y"]), medians, rtol=1e-6)
     assert at.selectbox(key="layer_pick").value == int(np.argmax(medians))
-    mesh = [t for t in specs["surface_map"]["data"] if t["type"] == "mesh3d" and len(as_array(t["x"])) == 2562]
-    assert len(mesh) == 1  # the interactive view's coarser mesh (fsaverage4's vertices)
+    # by default a picture (an image and its hover grid; no 3-D scene for the browser to build)
+    assert {t["type"] for t in specs["surface_map"]["data"]} <= {"image", "heatmap", "scatter"}
+    assert np.isfinite(picture_samples(specs["surface_map"])).any()
+    at.toggle(key="map_3d").set_value(True).run()
+    mesh = [t for t in plotly_specs(at)["surface_map"]["data"]
+            if t["type"] == "mesh3d" and len(as_array(t["x"])) == 2562]
+    assert len(mesh) == 1  # the rotatable view's coarser mesh (fsaverage4's vertices)
     png_button = at.get("download_button")[0]
     assert png_button.proto.label.startswith("Download the four-view PNG")
     assert png_button.proto.deferred_file_id and not png_button.proto.url  # drawn only when clicked
@@ -227,7 +233,13 @@ def test_results_page_marks_simulated_runs(studio):
     open_page(at, "results")
     assert "SIMULATED RUN" in texts(at.main.warning)
     specs = plotly_specs(at)
-    outlines = [t["name"] for t in specs["surface_map"]["data"] if t["type"] == "scatter3d"]
-    assert outlines and not any(name.startswith("mask_") for name in outlines)  # readable labels, one each
-    assert len(outlines) == len(set(outlines))
+    outlines = [t for t in specs["surface_map"]["data"] if t.get("meta") == "outline"]
+    names = [t["name"] for t in outlines]
+    assert names and not any(name.startswith("mask_") for name in names)  # readable labels, one each
+    assert len(names) == len(set(names))
+    # each outline's legend colour is drawn on the picture (regions of the left hemisphere's lateral side)
+    image = picture_image(specs["surface_map"]).reshape(-1, 3)
+    colours = {tuple(int(t["line"]["color"][k:k + 2], 16) for k in (1, 3, 5)) for t in outlines}
+    drawn = {colour for colour in colours if (image == colour).all(axis=1).sum() >= 20}
+    assert len(drawn) >= 2, (colours, drawn)
     assert "layer_profile" not in specs  # one layer: no profile

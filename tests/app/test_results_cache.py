@@ -12,7 +12,7 @@ import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 
 from encoding_core import viz
-from app_helpers import as_array, make_run, new_app, open_page
+from app_helpers import as_array, make_run, new_app, open_page, picture_samples, plotly_specs
 
 N_FSAVERAGE5 = 20484
 
@@ -54,11 +54,23 @@ def test_map_follows_thresholds_and_downloads_are_deferred(studio, deferred, mon
     at = new_app()
     at.run()
     open_page(at, "results")
-    at.toggle(key="full_mesh").set_value(True).run()  # every vertex, to compare with a full figure
     at.selectbox(key="layer_pick").set_value(1).run()
     at.checkbox(key="sig_only").uncheck().run()
     at.slider(key="min_r").set_value(0.25).run()
     r = voxels(studio / "results", run_id, 1)["correlations"].astype(np.float64)
+    # the default picture: every value it shows is a left-hemisphere r >= 0.25 of layer 1, and a lower
+    # threshold shows more (another cache entry, not the old figure again)
+    picture = picture_samples(plotly_specs(at)["surface_map"])
+    shown = picture[np.isfinite(picture)]
+    left = r[:N_FSAVERAGE5 // 2].astype(np.float32)
+    assert shown.size and shown.min() >= 0.25 - 1e-6 and np.isin(shown, left[left >= 0.25]).all()
+    at.slider(key="min_r").set_value(0.1).run()
+    lower = picture_samples(plotly_specs(at)["surface_map"])
+    assert np.isfinite(lower).sum() > np.isfinite(picture).sum() and np.nanmin(lower) >= 0.1 - 1e-6
+    at.slider(key="min_r").set_value(0.25).run()
+
+    at.toggle(key="map_3d").set_value(True).run()  # the rotatable 3-D map
+    at.toggle(key="full_mesh").set_value(True).run()  # every vertex, to compare with a full figure
     vmax = float(np.abs(r).max())
     expected = viz.surface_figure(np.where(r >= 0.25, r, np.nan), hemi="left", view="lateral", vmax=vmax,
                                   title=f"{run_id} · layer 1 · correlation r")

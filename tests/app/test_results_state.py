@@ -3,7 +3,9 @@ the URL's query parameters (a link a teacher can share) and survive leaving the 
 run cannot show are ignored; the layer box names the best layer of the run shown."""
 from __future__ import annotations
 
-from app_helpers import make_run, new_app, open_page
+import numpy as np
+
+from app_helpers import colour_limits, make_run, new_app, open_page, picture_samples
 
 VIEW = {"layer": "1", "fdr": "0", "threshold": "0.15", "hemi": "right", "view": "medial"}
 
@@ -126,10 +128,15 @@ def test_normalised_maps_have_their_own_scale_and_slider(studio):
     slider.set_value(0.25).run()
     assert at.query_params["norm_threshold"] == "0.25" and at.query_params["run"] == run_id
     figure = json.loads(next(e for e in at.get("plotly_chart") if e.key == "surface_map").proto.spec)
-    scale = [t for t in figure["data"] if t["type"] == "mesh3d" and t.get("cmax") is not None]
-    assert scale and all((t["cmin"], t["cmax"]) == (0.0, 1.0) for t in scale)
+    assert colour_limits(figure) == [(0.0, 1.0)]
+    shown = picture_samples(figure)
+    assert np.isfinite(shown).any() and np.nanmin(shown) >= 0.25
     title = figure["layout"]["title"]["text"]
     assert "noise-ceiling-normalised r ≥ 0.25" in title and "left hemisphere" in title and "lateral view" in title
+    at.toggle(key="map_3d").set_value(True).run()  # the rotatable 3-D map: same scale
+    figure = json.loads(next(e for e in at.get("plotly_chart") if e.key == "surface_map").proto.spec)
+    assert colour_limits(figure) and set(colour_limits(figure)) == {(0.0, 1.0)}
+    assert at.query_params["rotate"] == "1"
 
 
 def test_projector_toggle_restyles_every_results_chart(studio):

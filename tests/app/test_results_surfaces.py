@@ -9,7 +9,7 @@ import nibabel
 import numpy as np
 import pytest
 
-from app_helpers import as_array, inject_assembly, new_app, open_page, plotly_specs, texts
+from app_helpers import as_array, inject_assembly, new_app, open_page, picture_samples, plotly_specs, texts
 from surface_testutils import INFLATED_SCALE, write_pycortex_subject
 
 from encoding_core import viz
@@ -60,8 +60,10 @@ def test_results_draws_a_subject_surface_map_on_the_subjects_cortex(studio, fsav
     open_page(at, "results")
     assert not at.error
     assert "S01's cortex (inflated)" in texts(at.caption) and "S01_auto" in texts(at.caption)
-    at.toggle(key="full_mesh").set_value(True).run()  # every vertex, to compare with nilearn's projection
     at.slider(key="min_r").set_value(0.2).run()
+    picture = picture_samples(plotly_specs(at)["surface_map"])  # the default picture, checked below
+    at.toggle(key="map_3d").set_value(True).run()
+    at.toggle(key="full_mesh").set_value(True).run()  # every vertex, to compare with nilearn's projection
     figure = plotly_specs(at)["surface_map"]
     inflated = nibabel.load(folder / "surfaces" / "inflated_lh.gii").darrays[0].data
     mesh = _mesh(figure, 10242)
@@ -88,6 +90,8 @@ def test_results_draws_a_subject_surface_map_on_the_subjects_cortex(studio, fsav
     reference = viz.surface_figure(np.concatenate([expected, np.full(10242, np.nan)]), hemi="left", view="lateral",
                                    vmax=vmax, title=figure["layout"]["title"]["text"], surface=drawn).to_dict()
     assert as_array(_mesh(reference, 10242)["vertexcolor"]).tolist() == as_array(mesh["vertexcolor"]).tolist()
+    shown = picture[np.isfinite(picture)]  # the picture shows the same projected values
+    assert shown.size and np.isin(shown, expected[np.isfinite(expected)].astype(np.float32)).all()
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the four-view PNG (left/right, lateral/medial)" in labels
     at.radio(key="hemi").set_value("right").run()
@@ -121,7 +125,8 @@ def test_results_draws_an_mni_volume_on_fsaverage5(studio, mni4, fsaverage5):
     open_page(at, "results")
     assert not at.error
     assert "fsaverage5 (projected from MNI152)" in texts(at.caption)
-    _mesh(plotly_specs(at)["surface_map"], 2562)  # the interactive view: one vertex in four by default
+    at.toggle(key="map_3d").set_value(True).run()
+    _mesh(plotly_specs(at)["surface_map"], 2562)  # the rotatable view: one vertex in four by default
     at.toggle(key="full_mesh").set_value(True).run()
     mesh = _mesh(plotly_specs(at)["surface_map"], 10242)
     np.testing.assert_allclose(as_array(mesh["x"]), np.asarray(fsaverage5["inflated"].parts["left"].coordinates)[:, 0],

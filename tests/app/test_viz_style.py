@@ -106,3 +106,15 @@ def test_projector_style_is_larger():
     profile = viz.apply_style(viz.layer_profile_figure([0, 1], [0.1, 0.2], [30, 3]), viz.PROJECTOR)
     assert profile.layout.yaxis2.tickfont.size == viz.PROJECTOR.font_size  # the overlaid count axis too
     assert figure.data[0].line.width == viz.PROJECTOR.line_width
+
+
+def test_long_map_titles_wrap_at_their_separators():
+    from encoding_core.viz.style import title_margin, wrap_title
+
+    title = "correlation r · layer 2 · left hemisphere lateral view · FDR-significant, correlation r ≥ 0.01"
+    wrapped = wrap_title(title)
+    lines = wrapped.split("<br>")
+    assert len(lines) == 2 and all(len(line) <= 60 for line in lines)
+    assert wrapped.replace("<br>", " · ") == title  # nothing lost, only broken at " · "
+    assert wrap_title("r · layer 0") == "r · layer 0"
+    assert title_margin(title) > title_margin("r · layer 0") > title_margin("")

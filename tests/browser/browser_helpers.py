@@ -4,7 +4,8 @@ collect what the browser console and network saw.
 
 Used by ``tests/browser/test_browser.py`` and the benchmarks ``bench/bench_app_pages.py`` and
 ``bench/bench_app_load.py``. Times are seconds measured in the page (``performance.now()``) from
-the user action (navigation, click, key press) until:
+the user action (navigation, or the Playwright call of a click or key press; :data:`LAST_ACTION` also
+has the time from the input event the page received) until:
 
 - the app's script has run and stopped (``data-test-script-state`` went ``running`` then
   ``notRunning``), no spinner shows, and
@@ -35,6 +36,10 @@ INIT_SCRIPT = """
 (() => {
   window.__stateLog = [];
   window.__plotLog = [];
+  window.__inputLog = [];  // when the page received each click or key press (capture phase, before the app)
+  for (const kind of ['pointerdown', 'keydown']) {
+    document.addEventListener(kind, () => window.__inputLog.push(performance.now()), true);
+  }
   const keyOf = (el) => {
     const box = el.closest('[class*="st-key-"]');
     if (!box) return '';
@@ -253,11 +258,22 @@ def wait_idle(page, t0: float, charts: Sequence[str] = (), need_run: bool = True
                        f"(last {last}); script states: {page.evaluate('window.__stateLog.slice(-6)')}.")
 
 
+LAST_ACTION: dict[str, float] = {}
+"""The last :func:`timed_action`: ``from_call`` (seconds from the Playwright call, which first scrolls
+to the element and waits for it to be stable) and ``from_input`` (seconds from the first click or key
+press the page received: the wait a user has after clicking)."""
+
+
 def timed_action(page, action, charts: Sequence[str] = (), timeout_s: float = 120.0) -> float:
-    """Run ``action()`` (a click, a key press) and return the seconds until idle with ``charts`` drawn."""
+    """Run ``action()`` (a click, a key press) and return the seconds until idle with ``charts`` drawn,
+    counted from the call (see :data:`LAST_ACTION` for the time from the input event)."""
     t0 = page_now(page)
     action()
-    return wait_idle(page, t0, charts, timeout_s=timeout_s)
+    seconds = wait_idle(page, t0, charts, timeout_s=timeout_s)
+    inputs = [t for t in page.evaluate("window.__inputLog") if t >= t0]
+    LAST_ACTION.clear()
+    LAST_ACTION.update(from_call=seconds, from_input=seconds - ((inputs[0] - t0) / 1000.0 if inputs else 0.0))
+    return seconds
 
 
 def timed_goto(page, url: str, charts: Sequence[str] = (), timeout_s: float = 180.0) -> float:

@@ -5,7 +5,8 @@ uses Debian's Chromium through Playwright. The demo runs for real with the docum
 ``ENCODING_STUDIO_DEMO_PRESET=tiny`` preset (three stories, 2.5 s stride). Screenshots of
 every page go to ``test-artifacts/screenshots/``. The browser's console must stay empty: no errors,
 no failed request and no request leaving the machine (the favicon is served locally). The Results
-page's warm visit and a threshold change are timed to the drawn WebGL canvas and written to
+page's warm visit, a threshold change and the switch to the rotatable 3-D map are timed to the drawn
+map and written to
 ``test-artifacts/results_times.json``; only a generous bound is asserted (CI machines are slow).
 """
 from __future__ import annotations
@@ -120,6 +121,16 @@ def test_demo_in_a_real_browser(server, tmp_path, tmp_path_factory):
                 page.screenshot(path=str(SHOTS / f"{slug or 'home'}.png"), full_page=True)
             times["results_warm_visit_s"] = bh.visit(page, "Results", ["surface_map"])
             times["results_threshold_step_s"] = bh.nudge_slider(page, "min_r", +1, ["surface_map"])
+            times["results_threshold_step_from_input_s"] = bh.LAST_ACTION["from_input"]
+            # the map is a picture (an image, no WebGL scene); "Rotatable 3-D" swaps in the 3-D surface
+            surface = page.locator(".st-key-surface_map")
+            assert surface.locator("image").count() >= 1 and surface.locator("canvas").count() == 0
+            rotatable = page.locator(".st-key-map_3d label").first
+            times["results_rotatable_3d_s"] = bh.timed_action(page, rotatable.click, ["surface_map"])
+            assert surface.locator("canvas").count() >= 1
+            page.screenshot(path=str(SHOTS / "results_3d.png"), full_page=True)
+            bh.timed_action(page, rotatable.click, ["surface_map"])
+            assert surface.locator("canvas").count() == 0
             times["load_average"] = os.getloadavg()[0]
             # A shared link (Results with its query parameters) opened in a fresh tab as the FIRST
             # request of a freshly started server (a teacher restarts the app, a student opens the
