@@ -89,6 +89,25 @@ def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict
     return _load_run(results_dir, run_id).arrays(layer)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _layer_chart(results_dir: str, run_id: str, stamp: str, layer: int, chart: str, projector: bool) -> dict:
+    """One of a layer's small charts (``"profile"``, ``"histogram"``, ``"alpha"``) as a styled figure
+    dict, built once per run, layer and style: switching back to a layer costs no figure building."""
+    metrics = _run_summary(results_dir, run_id, stamp)[0]
+    if chart == "profile":
+        profile = layer_profile(metrics)
+        figure = viz.layer_profile_figure(profile["layers"], profile["median_r"], profile["n_significant"],
+                                          selected=layer)
+    elif chart == "histogram":
+        arrays = _layer_arrays(results_dir, run_id, stamp, layer)
+        figure = viz.correlation_histogram(arrays["correlations"], arrays.get("significant_mask"))
+    else:
+        diagnostics = alpha_summary(metrics[layer])
+        figure = viz.alpha_choice_figure(diagnostics["alphas"], diagnostics["counts"],
+                                         diagnostics.get("mean_cv_score_per_alpha"))
+    return viz.apply_style(figure, viz.figure_style(projector)).to_dict()
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def _region_masks(results_dir: str, run_id: str, stamp: str) -> tuple:
     """({region: (n_voxels,) bool} or None, where they come from) of one run (demo: planted regions)."""
@@ -237,15 +256,18 @@ def _statistics_caption(metrics: dict, config: ExperimentConfig) -> None:
         st.warning(f"Significance test: {warning}")
 
 
-def _alpha_panel(metrics: dict) -> None:
+def _alpha_panel(metrics: dict, run: tuple) -> None:
     diagnostics = alpha_summary(metrics)
     if not diagnostics:
         return
     for warning in diagnostics.get("warnings", []):
         st.warning(f"Alpha grid: {warning}")
     with st.expander("Ridge penalty: chosen alpha per voxel and mean inner-CV score per alpha"):
-        common.chart(viz.alpha_choice_figure(diagnostics["alphas"], diagnostics["counts"],
-                                             diagnostics.get("mean_cv_score_per_alpha")), key="alpha_choice")
+        st.plotly_chart(_layer_chart(*run, "alpha", _projector()), key="alpha_choice")
+
+
+def _projector() -> bool:
+    return bool(st.session_state.get(common.PROJECTOR_KEY, False))
 
 
 def _region_panel(details: dict, simulated: bool) -> None:
@@ -318,7 +340,7 @@ def _map_panel(context: dict[str, Any]) -> None:
             st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum.")
         with st.spinner("Drawing the surface ..."):
             st.plotly_chart(_surface_figure(*map_key, hemi, view, context["with_regions"], full_mesh,
-                                            bool(st.session_state.get(common.PROJECTOR_KEY, False)), rotatable),
+                                            _projector(), rotatable),
                             key="surface_map", config={"displayModeBar": rotatable})
         st.download_button("Download the four-view PNG (left/right, lateral/medial)",
                            lambda: _four_view_png(*map_key, context["with_regions"]),
@@ -398,8 +420,7 @@ c[3].metric("Significant", f"{m.get('percent_significant', 0):.1f} %")
 _statistics_caption(m, run_config)
 
 if len(profile["layers"]) > 1:
-    common.chart(viz.layer_profile_figure(profile["layers"], profile["median_r"], profile["n_significant"],
-                                          selected=layer), key="layer_profile")
+    st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "profile", _projector()), key="layer_profile")
 
 st.subheader("Map")
 ceiling = a.get("normalized_correlations")
@@ -438,8 +459,8 @@ _map_panel({
 hemi = st.session_state.get("hemi", "left") if surface_map is not None else None
 view = st.session_state.get("view", "lateral") if surface_map is not None else None
 
-common.chart(viz.correlation_histogram(a["correlations"], a.get("significant_mask")), key="histogram")
-_alpha_panel(m)
+st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "histogram", _projector()), key="histogram")
+_alpha_panel(m, (results_dir, run_id, stamp, layer))
 _region_panel(details, simulated)
 
 if is_partition_run(m):
@@ -457,7 +478,7 @@ if is_partition_run(m):
                                               partition_labels[partition_pick], hemi, view,
                                               simulated and not surface_map.projected,
                                               bool(st.session_state.get("full_mesh", False)),
-                                              bool(st.session_state.get(common.PROJECTOR_KEY, False)),
+                                              _projector(),
                                               bool(st.session_state.get("map_3d", False))),
                             key="partition_surface")
             st.caption("Colour scale: ± the largest positive r² of this map; more negative values show at "
