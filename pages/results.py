@@ -262,7 +262,8 @@ def _alpha_panel(metrics: dict, run: tuple) -> None:
         return
     for warning in diagnostics.get("warnings", []):
         st.warning(f"Alpha grid: {warning}")
-    with st.expander("Ridge penalty: chosen alpha per voxel and mean inner-CV score per alpha"):
+    # drawn only when asked: a chart hidden in a collapsed expander would still be redrawn on every layer
+    if st.toggle("Ridge penalty: chosen alpha per voxel and mean inner-CV score per alpha", key="show_alpha"):
         st.plotly_chart(_layer_chart(*run, "alpha", _projector()), key="alpha_choice")
 
 
