@@ -344,7 +344,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 with open(log_path, encoding="utf-8") as fh:
                     fh.seek(before)
                     rows = [json.loads(line) for line in fh if line.strip()]
-                rows = [r for r in rows if r["page"].strip("/") == "results"]
+                rows = [r for r in rows if r["page"].strip("/").lower() == "results"]  # a rerun may name it "Results"
                 figures = rerun_figures(rows)
                 state_after = manager.status(job_id).state if manager else "no job"
                 errors = [t for t in tabs if "error" in t or t.get("exceptions")]
