@@ -22,7 +22,7 @@ import numpy as np
 
 from encoding_core.common.errors import InputError
 from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, nice_limit, region_style,
-                                     tick_format, title_margin, wrap_title)
+                                     tick_format, title_layout, title_margin)
 from encoding_core.viz.surfaces import HEMISPHERES, VIEWS, BrainSurface, fsaverage5_surface
 
 PICTURE_WIDTH_PX = 760
@@ -306,8 +306,7 @@ def surface_picture(values: np.ndarray, hemi: str = "left", view: str = "lateral
         plot_bgcolor="rgba(0,0,0,0)", paper_bgcolor="rgba(0,0,0,0)", dragmode=False,
     )
     if title:
-        figure.update_layout(title={"text": wrap_title(title), "font": {"size": style.title_size}, "x": 0.5,
-                                    "xanchor": "center", "y": 0.98})
+        figure.update_layout(title=title_layout(title, style))
     if region_items:
         figure.update_layout(
             height=figure.layout.height + 60, margin={"b": 60},

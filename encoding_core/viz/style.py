@@ -107,11 +107,24 @@ def wrap_title(title: str, max_chars: int = 60) -> str:
     return "<br>".join(lines)
 
 
+def title_layout(title: str, style: Optional[FigureStyle] = None) -> dict[str, Any]:
+    """Plotly ``layout.title`` for a map title: its first line (:func:`wrap_title`) as the title and
+    the rest as the subtitle, centred at the top of the figure (plotly places a subtitle under its
+    title; lines broken with ``<br>`` inside one title are mispositioned at the figure's top)."""
+    style = style or SCREEN
+    first, *rest = wrap_title(title).split("<br>")
+    layout: dict[str, Any] = {"text": first, "font": {"size": style.title_size}, "x": 0.5, "xanchor": "center",
+                              "y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 8}}
+    if rest:
+        layout["subtitle"] = {"text": "<br>".join(rest), "font": {"size": style.title_size - 2}}
+    return layout
+
+
 def title_margin(title: str, style: Optional[FigureStyle] = None) -> int:
-    """Top margin (px) a figure needs for ``title`` wrapped by :func:`wrap_title` (10 without a title)."""
+    """Top margin (px) a figure needs for ``title`` laid out by :func:`title_layout` (10 without a title)."""
     if not title:
         return 10
-    return 20 + int(round((style or SCREEN).title_size * 1.5)) * (wrap_title(title).count("<br>") + 1)
+    return 24 + int(round((style or SCREEN).title_size * 1.5)) * (wrap_title(title).count("<br>") + 1)
 
 
 REGION_COLOURS = ("#000000", "#e7298a", "#1b9e77", "#d95f02", "#7570b3", "#66a61e", "#e6ab02", "#a6761d")

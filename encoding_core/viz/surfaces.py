@@ -19,7 +19,7 @@ import numpy as np
 
 from encoding_core.common.errors import InputError
 from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, nice_limit, region_style,
-                                     tick_format, title_margin, wrap_title)
+                                     tick_format, title_layout, title_margin)
 
 logger = logging.getLogger(__name__)
 
@@ -369,8 +369,7 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     figure.update_layout(height=(height or 440) + max(title_margin(title, style) - 50, 0),
                          margin={"l": 0, "r": 0, "t": title_margin(title, style), "b": 0})
     if title:
-        figure.update_layout(title={"text": wrap_title(title), "font": {"size": style.title_size}, "x": 0.5,
-                                    "xanchor": "center", "y": 0.98})
+        figure.update_layout(title=title_layout(title, style))
     if any(trace.showlegend for trace in figure.data):
         # Below the brain, centred and horizontal: the colour bar keeps the right edge to itself.
         figure.update_layout(

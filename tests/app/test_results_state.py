@@ -131,7 +131,7 @@ def test_normalised_maps_have_their_own_scale_and_slider(studio):
     assert colour_limits(figure) == [(0.0, 1.0)]
     shown = picture_samples(figure)
     assert np.isfinite(shown).any() and np.nanmin(shown) >= 0.25
-    title = figure["layout"]["title"]["text"]
+    title = figure["layout"]["title"]["text"] + " · " + figure["layout"]["title"].get("subtitle", {}).get("text", "")
     assert "noise-ceiling-normalised r ≥ 0.25" in title and "left hemisphere" in title and "lateral view" in title
     at.toggle(key="map_3d").set_value(True).run()  # the rotatable 3-D map: same scale
     figure = json.loads(next(e for e in at.get("plotly_chart") if e.key == "surface_map").proto.spec)

@@ -109,7 +109,7 @@ def test_projector_style_is_larger():
 
 
 def test_long_map_titles_wrap_at_their_separators():
-    from encoding_core.viz.style import title_margin, wrap_title
+    from encoding_core.viz.style import title_layout, title_margin, wrap_title
 
     title = "correlation r · layer 2 · left hemisphere lateral view · FDR-significant, correlation r ≥ 0.01"
     wrapped = wrap_title(title)
@@ -118,3 +118,6 @@ def test_long_map_titles_wrap_at_their_separators():
     assert wrapped.replace("<br>", " · ") == title  # nothing lost, only broken at " · "
     assert wrap_title("r · layer 0") == "r · layer 0"
     assert title_margin(title) > title_margin("r · layer 0") > title_margin("")
+    layout = title_layout(title)  # first line the title, the rest its subtitle
+    assert (layout["text"], layout["subtitle"]["text"]) == tuple(lines)
+    assert "subtitle" not in title_layout("r · layer 0")
