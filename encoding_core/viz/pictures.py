@@ -21,9 +21,9 @@ from typing import Optional
 import numpy as np
 
 from encoding_core.common.errors import InputError
-from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, nice_limit, region_style,
+from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, region_style,
                                      tick_format, title_layout, title_margin)
-from encoding_core.viz.surfaces import HEMISPHERES, VIEWS, BrainSurface, fsaverage5_surface
+from encoding_core.viz.surfaces import HEMISPHERES, VIEWS, BrainSurface, colour_limits, fsaverage5_surface
 
 PICTURE_WIDTH_PX = 760
 """Width of the picture (pixels); its height follows the hemisphere's shape in the view."""
@@ -257,13 +257,7 @@ def surface_picture(values: np.ndarray, hemi: str = "left", view: str = "lateral
     surface = surface or fsaverage5_surface()
     data = surface.split(values)[hemi]
     raster = surface_raster(surface, hemi, view, width_px)
-    finite = np.isfinite(data)
-    if vmax is None:
-        vmax = float(np.nanmax(np.abs(data))) if finite.any() else 1.0
-        vmax = vmax if vmax > 0 else 1.0
-    if round_limits:
-        vmax = nice_limit(vmax)
-    low = -vmax if symmetric else (0.0 if vmin is None else float(vmin))
+    low, vmax = colour_limits(data, vmax, symmetric, vmin, round_limits)
     region_items = list((regions or {}).items())
     outlines = [(surface.split(mask)[hemi] > 0, region_style(index)["colour"])
                 for index, (_, mask) in enumerate(region_items)]

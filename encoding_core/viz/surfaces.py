@@ -289,6 +289,21 @@ def coarse_surface(surface: BrainSurface) -> Optional[CoarseSurface]:
 
 
 # --------------------------------------------------------------------------- surface figures
+def colour_limits(values: np.ndarray, vmax: Optional[float] = None, symmetric: bool = True,
+                  vmin: Optional[float] = None, round_limits: bool = True) -> tuple[float, float]:
+    """``(low, high)`` colour limits of a map: high is ``vmax`` or the largest finite |value| (1 when
+    there is none), rounded up to a readable number with ``round_limits``; low is ``-high`` when
+    ``symmetric``, else ``vmin`` (default 0)."""
+    if vmax is None:
+        finite = np.asarray(values, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        vmax = float(np.abs(finite).max()) if finite.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+    if round_limits:
+        vmax = nice_limit(vmax)
+    return (-vmax if symmetric else (0.0 if vmin is None else float(vmin))), float(vmax)
+
+
 def _region_items(regions: Optional[Mapping[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
     return list((regions or {}).items())
 
@@ -332,12 +347,7 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
                    for name, mask in (regions or {}).items()} or None
         surface = coarser.surface
     finite = np.isfinite(data)
-    if vmax is None:
-        vmax = float(np.nanmax(np.abs(data))) if finite.any() else 1.0
-        vmax = vmax if vmax > 0 else 1.0
-    if round_limits:
-        vmax = nice_limit(vmax)
-    low = -vmax if symmetric else (0.0 if vmin is None else float(vmin))
+    low, vmax = colour_limits(data, vmax, symmetric, vmin, round_limits)
     # nilearn thresholds |value| < threshold; NaN becomes 0 and is hidden by a tiny threshold.
     shown = np.where(finite, data, 0.0)
     threshold = 1e-12 if not finite.all() or np.any(shown == 0) else None
@@ -408,13 +418,7 @@ def four_view_png(values: np.ndarray, vmax: Optional[float] = None, title: str =
     style = style or SCREEN
     surface = surface or fsaverage5_surface()
     parts = surface.split(values)
-    finite_all = np.concatenate([parts[h][np.isfinite(parts[h])] for h in HEMISPHERES])
-    if vmax is None:
-        vmax = float(np.abs(finite_all).max()) if finite_all.size else 1.0
-        vmax = vmax if vmax > 0 else 1.0
-    if round_limits:
-        vmax = nice_limit(vmax)
-    low = -vmax if symmetric else (0.0 if vmin is None else float(vmin))
+    low, vmax = colour_limits(np.concatenate([parts[h] for h in HEMISPHERES]), vmax, symmetric, vmin, round_limits)
     dpi = max(int(dpi), 100)
     width_in = width_px / dpi
     fig = plt.figure(figsize=(width_in, width_in * 0.30), dpi=dpi)
