@@ -291,6 +291,23 @@ def _region_panel(details: dict, simulated: bool) -> None:
 # --------------------------------------------------------------------------- the map panel
 # URL query parameter -> widget: the view a link opens and a revisit restores (common.restore_widget).
 # (A comment, not a string literal: Streamlit's magic would draw a bare string on the page.)
+OUTSIDE_VIEW_KEY = "results_outside_maps_view"
+
+
+def _restore_view_widgets() -> None:
+    """Hemisphere, view and 3-D toggle from the URL or the last visit (before their widgets exist)."""
+    common.restore_widget("hemi", "hemi", str, ("left", "right").__contains__)
+    common.restore_widget("view", "view", str, tuple(viz.VIEWS).__contains__)
+    common.restore_widget("map_3d", "rotate", common.url_bool, lambda v: isinstance(v, bool))
+
+
+def _panel_view() -> tuple:
+    """(hemisphere, view, rotatable) as the map panel's widgets hold them."""
+    _restore_view_widgets()
+    state = st.session_state
+    return state.get("hemi", "left"), state.get("view", "lateral"), bool(state.get("map_3d", False))
+
+
 URL_VIEW = {"run": "run_pick", "layer": "layer_pick", "value": "map_kind", "fdr": "sig_only", "threshold": "min_r",
             "norm_threshold": "min_norm", "hemi": "hemi", "view": "view", "rotate": "map_3d"}
 
@@ -319,9 +336,7 @@ def _map_panel(context: dict[str, Any]) -> None:
         st.caption(context["fallback_text"])
     map_key = (*context["run"], kind, significant_only, min_value)
     if context["surface"]:
-        common.restore_widget("hemi", "hemi", str, ("left", "right").__contains__)
-        common.restore_widget("view", "view", str, tuple(viz.VIEWS).__contains__)
-        common.restore_widget("map_3d", "rotate", common.url_bool, lambda v: isinstance(v, bool))
+        _restore_view_widgets()
         c1, c2, c3 = st.columns([2, 3, 2])
         hemi = c1.radio("Hemisphere", ["left", "right"], horizontal=True, key="hemi")
         view = c2.radio("View", list(viz.VIEWS), horizontal=True, key="view")
@@ -334,6 +349,9 @@ def _map_panel(context: dict[str, Any]) -> None:
             help="Draw every vertex (four times the data, slower to load). By default the rotatable map shows "
                  "one vertex in four (the next coarser icosphere); the picture and the four-view PNG always "
                  "have every vertex.")
+        outside = st.session_state.get(OUTSIDE_VIEW_KEY)
+        if outside is not None and outside != (hemi, view, rotatable):
+            st.rerun(scope="app")  # the partition / difference maps below follow the view too
     common.keep_widgets({name: key for name, key in URL_VIEW.items() if name not in ("run", "layer")})
     if context["surface"]:
         shown, _, _ = _map(*map_key)
@@ -448,6 +466,11 @@ except EncodingCoreError as exc:
 if surface_map is not None and surface_map.projected:
     st.caption(f"Drawn on **{surface_map.label}**. {surface_map.note} Thresholds apply on the surface: a "
                f"vertex shows when most of its sampling weight comes from voxels that pass them.")
+# The partition and difference maps sit outside the map panel's fragment but follow its hemisphere,
+# view and 3-D toggle: record what this full run draws them with, so that a change made in the
+# fragment reruns the whole page instead of leaving them on the old view.
+_outside_maps = surface_map is not None and (is_partition_run(m) or bool(st.session_state.get("compare_show")))
+st.session_state[OUTSIDE_VIEW_KEY] = _panel_view() if _outside_maps else None
 _map_panel({
     "run": (results_dir, run_id, stamp, cache_dir, layer), "kinds": kinds, "any_significant": any_significant,
     "fdr_help": f"{fdr_label(m, run_config)}." if any_significant else

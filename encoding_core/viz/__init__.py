@@ -27,9 +27,8 @@ from encoding_core.viz.surfaces import (
     split_hemispheres,
     surface_figure,
     thresholded_map,
-    warm_up,
 )
-from encoding_core.viz.pictures import PICTURE_WIDTH_PX, surface_picture, surface_raster
+from encoding_core.viz.pictures import PICTURE_WIDTH_PX, surface_picture, surface_raster, warm_up
 from encoding_core.viz.style import (
     PROJECTOR,
     SCREEN,

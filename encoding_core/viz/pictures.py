@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,7 +25,10 @@ import numpy as np
 from encoding_core.common.errors import InputError
 from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, region_style,
                                      tick_format, title_layout, title_margin)
-from encoding_core.viz.surfaces import HEMISPHERES, VIEWS, BrainSurface, colour_limits, fsaverage5_surface
+from encoding_core.viz.surfaces import (HEMISPHERES, VIEWS, BrainSurface, colour_limits, fsaverage5_surface,
+                                       import_plotting_libraries, region_boundary)
+
+logger = logging.getLogger(__name__)
 
 PICTURE_WIDTH_PX = 760
 """Width of the picture (pixels); its height follows the hemisphere's shape in the view."""
@@ -308,3 +313,26 @@ def surface_picture(values: np.ndarray, hemi: str = "left", view: str = "lateral
                     "title": {"text": "outlined:"}, "font": {"size": style.font_size}},
         )
     return apply_style(figure, style)
+
+
+def warm_up() -> float:
+    """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth, mesh edges and the
+    rasters of every hemisphere and view's picture now.
+
+    For a background thread at app start, so the first brain map does not pay for them
+    (about 3 s cold). Returns the seconds spent; failures are logged, never raised (the
+    page that needs the mesh reports the problem itself).
+    """
+    start = time.perf_counter()
+    try:
+        import_plotting_libraries()
+        surface = fsaverage5_surface()
+        for hemi in HEMISPHERES:
+            region_boundary(np.zeros(surface.n_vertices(hemi), dtype=bool), hemi)  # the mesh edges
+            for view in VIEWS:  # the Results page's pictures (lateral first: the default)
+                surface_raster(surface, hemi, view)
+    except Exception:  # noqa: BLE001 - a warm-up must never take the app down
+        logger.warning("Warming up the fsaverage5 meshes failed; they load on first use.", exc_info=True)
+    seconds = time.perf_counter() - start
+    logger.info("fsaverage5 meshes, pictures and plotting libraries ready in %.1f s", seconds)
+    return seconds

@@ -11,7 +11,6 @@ import functools
 import io
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -126,31 +125,6 @@ def import_plotting_libraries() -> None:
         import pandas  # noqa: F401
         import plotly.graph_objects  # noqa: F401
         from nilearn import plotting  # noqa: F401
-
-
-def warm_up() -> float:
-    """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth, mesh edges and the
-    rasters of every hemisphere and view's picture now.
-
-    For a background thread at app start, so the first brain map does not pay for them
-    (about 3 s cold). Returns the seconds spent; failures are logged, never raised (the
-    page that needs the mesh reports the problem itself).
-    """
-    start = time.perf_counter()
-    try:
-        import_plotting_libraries()
-        fsaverage5_surface()
-        from encoding_core.viz.pictures import surface_raster
-
-        for hemi in HEMISPHERES:
-            _mesh_edges(hemi)
-            for view in VIEWS:  # the Results page's pictures (lateral first: the default)
-                surface_raster(fsaverage5_surface(), hemi, view)
-    except Exception:  # noqa: BLE001 - a warm-up must never take the app down
-        logger.warning("Warming up the fsaverage5 meshes failed; they load on first use.", exc_info=True)
-    seconds = time.perf_counter() - start
-    logger.info("fsaverage5 meshes and plotting libraries ready in %.1f s", seconds)
-    return seconds
 
 
 def _mesh_edges(hemi: str) -> np.ndarray:

@@ -116,6 +116,10 @@ def test_results_shows_partition_maps_and_region_bars(studio):
     x = list(as_array(bars[0]["x"]))
     assert x[:len(truth["regions"])] == list(truth["regions"])  # the planted regions, then the rest
     np.testing.assert_allclose(as_array(bars[0]["y"])[0], truth["maps"]["unique_acoustic"][mask].mean(), rtol=1e-5)
+    at.radio(key="hemi").set_value("right").run()  # the partition map follows the map panel's hemisphere
+    assert "right lateral" in json.dumps(plotly_specs(at)["partition_surface"]["layout"]["title"]) and not at.exception
+    at.radio(key="hemi").set_value("left").run()
+    radio = at.radio(key="partition_map")
     radio.set_value("unique_words").run()
     assert not at.exception
     assert vertex_colours(plotly_specs(at)["partition_surface"]) == reference_colours(truth["maps"]["unique_words"])

@@ -163,6 +163,10 @@ def test_demo_in_a_real_browser(server, tmp_path, tmp_path_factory):
             assert fresh.get_by_text("Negative estimates are kept, not clipped").first.is_visible()
             times["partition_map_switch_s"] = bh.click_radio(fresh, "partition_map", "unique to wordrate",
                                                              ["partition_surface"])
+            # the hemisphere is a control of the map panel (a fragment): the partition map below it follows
+            times["partition_map_hemisphere_s"] = bh.click_radio(fresh, "hemi", "right", ["partition_surface"])
+            title = fresh.locator(".st-key-partition_surface .infolayer").first.text_content()  # title, subtitle
+            assert "right lateral" in title, title
             fresh.screenshot(path=str(SHOTS / "results_partition.png"), full_page=True)
         finally:
             browser.close()
