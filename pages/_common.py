@@ -284,9 +284,14 @@ def require_assembly() -> Any:
     return current
 
 
+def projector_on() -> bool:
+    """Whether the sidebar's Projector toggle is on."""
+    return bool(st.session_state.get(PROJECTOR_KEY, False))
+
+
 def figure_style() -> viz.FigureStyle:
     """Screen or projector sizes for every figure, from the sidebar toggle."""
-    return viz.figure_style(bool(st.session_state.get(PROJECTOR_KEY, False)))
+    return viz.figure_style(projector_on())
 
 
 def chart(figure, key: str, where=None) -> None:

@@ -264,11 +264,7 @@ def _alpha_panel(metrics: dict, run: tuple) -> None:
         st.warning(f"Alpha grid: {warning}")
     # drawn only when asked: a chart hidden in a collapsed expander would still be redrawn on every layer
     if st.toggle("Ridge penalty: chosen alpha per voxel and mean inner-CV score per alpha", key="show_alpha"):
-        st.plotly_chart(_layer_chart(*run, "alpha", _projector()), key="alpha_choice")
-
-
-def _projector() -> bool:
-    return bool(st.session_state.get(common.PROJECTOR_KEY, False))
+        st.plotly_chart(_layer_chart(*run, "alpha", common.projector_on()), key="alpha_choice")
 
 
 def _region_panel(details: dict, simulated: bool) -> None:
@@ -289,8 +285,6 @@ def _region_panel(details: dict, simulated: bool) -> None:
 
 
 # --------------------------------------------------------------------------- the map panel
-# URL query parameter -> widget: the view a link opens and a revisit restores (common.restore_widget).
-# (A comment, not a string literal: Streamlit's magic would draw a bare string on the page.)
 OUTSIDE_VIEW_KEY = "results_outside_maps_view"
 
 
@@ -308,6 +302,8 @@ def _panel_view() -> tuple:
     return state.get("hemi", "left"), state.get("view", "lateral"), bool(state.get("map_3d", False))
 
 
+# URL query parameter -> widget: the view a link opens and a revisit restores (common.restore_widget).
+# (A comment, not a string literal: Streamlit's magic would draw a bare string on the page.)
 URL_VIEW = {"run": "run_pick", "layer": "layer_pick", "value": "map_kind", "fdr": "sig_only", "threshold": "min_r",
             "norm_threshold": "min_norm", "hemi": "hemi", "view": "view", "rotate": "map_3d"}
 
@@ -359,7 +355,7 @@ def _map_panel(context: dict[str, Any]) -> None:
             st.info("No voxel passes the threshold; untick 'FDR-significant only' or lower the minimum.")
         with st.spinner("Drawing the surface ..."):
             st.plotly_chart(_surface_figure(*map_key, hemi, view, context["with_regions"], full_mesh,
-                                            _projector(), rotatable),
+                                            common.projector_on(), rotatable),
                             key="surface_map", config={"displayModeBar": rotatable})
         st.download_button("Download the four-view PNG (left/right, lateral/medial)",
                            lambda: _four_view_png(*map_key, context["with_regions"]),
@@ -439,7 +435,7 @@ c[3].metric("Significant", f"{m.get('percent_significant', 0):.1f} %")
 _statistics_caption(m, run_config)
 
 if len(profile["layers"]) > 1:
-    st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "profile", _projector()), key="layer_profile")
+    st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "profile", common.projector_on()), key="layer_profile")
 
 st.subheader("Map")
 ceiling = a.get("normalized_correlations")
@@ -480,10 +476,9 @@ _map_panel({
     and not surface_map.projected,  # the demo's planted regions live on fsaverage5
     "glass_brain": glass_brain_ok and not map_failed, "no_map": None if map_failed else no_map_text,
 })
-hemi = st.session_state.get("hemi", "left") if surface_map is not None else None
-view = st.session_state.get("view", "lateral") if surface_map is not None else None
+hemi, view, rotatable = _panel_view() if surface_map is not None else (None, None, False)
 
-st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "histogram", _projector()), key="histogram")
+st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "histogram", common.projector_on()), key="histogram")
 _alpha_panel(m, (results_dir, run_id, stamp, layer))
 _region_panel(details, simulated)
 
@@ -502,8 +497,7 @@ if is_partition_run(m):
                                               partition_labels[partition_pick], hemi, view,
                                               simulated and not surface_map.projected,
                                               bool(st.session_state.get("full_mesh", False)),
-                                              _projector(),
-                                              bool(st.session_state.get("map_3d", False))),
+                                              common.projector_on(), rotatable),
                             key="partition_surface")
             st.caption("Colour scale: ± the largest positive r² of this map; more negative values show at "
                        "the blue end.")
@@ -543,7 +537,7 @@ else:
             if st.toggle("Show the difference map", key="compare_show",
                          help="Drawn on request: a second brain map doubles what the page sends."):
                 figure = _difference_figure(results_dir, run_id, stamp, cache_dir, layer, other, other_stamp,
-                                            o_layer, hemi, view, bool(st.session_state.get("map_3d", False)))
+                                            o_layer, hemi, view, rotatable)
                 st.plotly_chart(figure, key="difference_map" if hemi else "difference_hist")
 
 groups = [g for g in list_groups(results_dir) if all(r in by_id for r in g.get("runs", {}).values())]

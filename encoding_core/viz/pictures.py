@@ -26,7 +26,7 @@ from encoding_core.common.errors import InputError
 from encoding_core.viz.style import (SCREEN, FigureStyle, apply_style, colour_ticks, region_style,
                                      tick_format, title_layout, title_margin)
 from encoding_core.viz.surfaces import (HEMISPHERES, VIEWS, BrainSurface, colour_limits, fsaverage5_surface,
-                                       import_plotting_libraries, region_boundary)
+                                       legend_below_brain, load_meshes)
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,11 @@ def rasterize(coords: np.ndarray, faces: np.ndarray, hemi: str, view: str, width
     height_px = int(np.ceil((np.ptp(screen_y) + 2 * margin) * scale)) + 1
     px, py = (screen_x - x_low) * scale, (y_high - screen_y) * scale  # pixel units, rows downwards
 
+    normals = np.cross(coords[faces[:, 1]] - coords[faces[:, 0]], coords[faces[:, 2]] - coords[faces[:, 0]])
     facing_sign = _outward_sign(coords, faces)
     if facing_sign:  # a closed mesh: triangles turned away from the eye are hidden, skip them
-        normals = np.cross(coords[faces[:, 1]] - coords[faces[:, 0]], coords[faces[:, 2]] - coords[faces[:, 0]])
-        faces = faces[facing_sign * (normals @ eye) >= 0]
+        front = facing_sign * (normals @ eye) >= 0
+        faces, normals = faces[front], normals[front]
     corner_x, corner_y = px[faces], py[faces]  # (f, 3)
     x0 = np.clip(np.floor(corner_x.min(1)).astype(np.int64), 0, width_px - 1)
     x1 = np.clip(np.ceil(corner_x.max(1)).astype(np.int64), 0, width_px - 1)
@@ -134,7 +135,6 @@ def rasterize(coords: np.ndarray, faces: np.ndarray, hemi: str, view: str, width
     vertex = np.full(height_px * width_px, -1, dtype=np.int32)
     vertex[pixel] = faces[triangle[chosen], nearest_corner]
 
-    normals = np.cross(coords[faces[:, 1]] - coords[faces[:, 0]], coords[faces[:, 2]] - coords[faces[:, 0]])
     lengths = np.linalg.norm(normals, axis=1)
     facing = np.abs(normals @ eye) / np.where(lengths > 0, lengths, 1.0)
     light = np.ones(height_px * width_px, dtype=np.float32)
@@ -221,8 +221,7 @@ def _border_pixels(mask: np.ndarray, raster: SurfaceRaster, width_px: int) -> np
     on_brain = raster.vertex >= 0
     inside = np.zeros(raster.shape, dtype=bool)
     inside[on_brain] = mask[raster.vertex[on_brain]]
-    outside = ~inside
-    near_outside = outside.copy()
+    near_outside = ~inside
     for _ in range(max(int(width_px), 1)):
         grown = near_outside.copy()
         grown[1:, :] |= near_outside[:-1, :]
@@ -276,7 +275,6 @@ def surface_picture(values: np.ndarray, hemi: str = "left", view: str = "lateral
     on_brain = hover_vertex >= 0
     hover_value = np.full(hover_vertex.shape, np.nan, dtype=np.float32)
     hover_value[on_brain] = data[hover_vertex[on_brain]]
-    hover_value[on_brain & ~np.isfinite(hover_value)] = np.nan
     transparent = [[0.0, "rgba(0,0,0,0)"], [1.0, "rgba(0,0,0,0)"]]
     ticks = colour_ticks(low, vmax)
     figure = go.Figure()
@@ -307,11 +305,7 @@ def surface_picture(values: np.ndarray, hemi: str = "left", view: str = "lateral
     if title:
         figure.update_layout(title=title_layout(title, style))
     if region_items:
-        figure.update_layout(
-            height=figure.layout.height + 60, margin={"b": 60},
-            legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.0, "yanchor": "top",
-                    "title": {"text": "outlined:"}, "font": {"size": style.font_size}},
-        )
+        legend_below_brain(figure, style)
     return apply_style(figure, style)
 
 
@@ -325,10 +319,9 @@ def warm_up() -> float:
     """
     start = time.perf_counter()
     try:
-        import_plotting_libraries()
+        load_meshes()
         surface = fsaverage5_surface()
         for hemi in HEMISPHERES:
-            region_boundary(np.zeros(surface.n_vertices(hemi), dtype=bool), hemi)  # the mesh edges
             for view in VIEWS:  # the Results page's pictures (lateral first: the default)
                 surface_raster(surface, hemi, view)
     except Exception:  # noqa: BLE001 - a warm-up must never take the app down

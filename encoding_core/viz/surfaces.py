@@ -127,6 +127,15 @@ def import_plotting_libraries() -> None:
         from nilearn import plotting  # noqa: F401
 
 
+def load_meshes() -> None:
+    """Import the plotting libraries and load the fsaverage5 meshes, sulcal depth and mesh edges now
+    (about 3 s cold; see :func:`~encoding_core.viz.pictures.warm_up`)."""
+    import_plotting_libraries()
+    fsaverage5_surface()
+    for hemi in HEMISPHERES:
+        _mesh_edges(hemi)
+
+
 def _mesh_edges(hemi: str) -> np.ndarray:
     """Unique undirected edges ``(n_edges, 2)`` of one hemisphere's triangles."""
     with _mesh_lock:
@@ -355,14 +364,18 @@ def surface_figure(values: np.ndarray, hemi: str = "left", view: str = "lateral"
     if title:
         figure.update_layout(title=title_layout(title, style))
     if any(trace.showlegend for trace in figure.data):
-        # Below the brain, centred and horizontal: the colour bar keeps the right edge to itself.
-        figure.update_layout(
-            height=figure.layout.height + 60, margin={"b": 60},
-            legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.0, "yanchor": "top",
-                    "title": {"text": "outlined:"}, "font": {"size": style.font_size},
-                    "itemsizing": "constant"},
-        )
+        legend_below_brain(figure, style)
     return apply_style(figure, style)
+
+
+def legend_below_brain(figure, style: FigureStyle) -> None:
+    """Put a brain map's region legend below the brain, centred and horizontal (the colour bar keeps
+    the right edge to itself), 60 px taller to make room."""
+    figure.update_layout(
+        height=figure.layout.height + 60, margin={"b": 60},
+        legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.0, "yanchor": "top",
+                "title": {"text": "outlined:"}, "font": {"size": style.font_size}, "itemsizing": "constant"},
+    )
 
 
 FOUR_VIEW_WIDTH_PX = 2600
