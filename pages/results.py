@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from encoding_core import viz
@@ -89,10 +90,15 @@ def _layer_arrays(results_dir: str, run_id: str, stamp: str, layer: int) -> dict
     return _load_run(results_dir, run_id).arrays(layer)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _layer_chart(results_dir: str, run_id: str, stamp: str, layer: int, chart: str, projector: bool) -> dict:
-    """One of a layer's small charts (``"profile"``, ``"histogram"``, ``"alpha"``) as a styled figure
-    dict, built once per run, layer and style: switching back to a layer costs no figure building."""
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _layer_chart(results_dir: str, run_id: str, stamp: str, layer: int, chart: str, projector: bool) -> go.Figure:
+    """One of a layer's small charts (``"profile"``, ``"histogram"``, ``"alpha"``) as a styled figure,
+    built once per run, layer and style: switching back to a layer costs no figure building. For
+    the profile, ``layer`` is the layer it marks.
+
+    The figure caches on this page are shared, never-modified ``go.Figure`` objects: given a dict,
+    ``st.plotly_chart`` validates it again by building a Figure (about 20 ms per chart and rerun);
+    given a Figure, it only copies it out."""
     metrics = _run_summary(results_dir, run_id, stamp)[0]
     if chart == "profile":
         profile = layer_profile(metrics)
@@ -105,7 +111,7 @@ def _layer_chart(results_dir: str, run_id: str, stamp: str, layer: int, chart: s
         diagnostics = alpha_summary(metrics[layer])
         figure = viz.alpha_choice_figure(diagnostics["alphas"], diagnostics["counts"],
                                          diagnostics.get("mean_cv_score_per_alpha"))
-    return viz.apply_style(figure, viz.figure_style(projector)).to_dict()
+    return viz.apply_style(figure, viz.figure_style(projector))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -144,21 +150,20 @@ def _threshold_text(kind: str, significant_only: bool, min_r: float) -> str:
 
 
 def _brain_figure(values: np.ndarray, hemi: str, view: str, rotatable: bool, full_mesh: bool,
-                  **options: Any) -> dict[str, Any]:
-    """One hemisphere of a surface map as a figure dict: a flat picture from the chosen view (the
+                  **options: Any) -> go.Figure:
+    """One hemisphere of a surface map: a flat picture from the chosen view (the
     default: no 3-D scene for the browser to build, so it draws in a fraction of the time) or, when
     ``rotatable``, the 3-D figure, on the mesh one subdivision coarser unless ``full_mesh``."""
     if rotatable:
-        return viz.surface_figure(values, hemi=hemi, view=view, coarse=not full_mesh, **options).to_dict()
-    return viz.surface_picture(values, hemi=hemi, view=view, **options).to_dict()
+        return viz.surface_figure(values, hemi=hemi, view=view, coarse=not full_mesh, **options)
+    return viz.surface_picture(values, hemi=hemi, view=view, **options)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _surface_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
                     significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool,
-                    full_mesh: bool = False, projector: bool = False, rotatable: bool = False) -> dict[str, Any]:
-    """The surface map of one hemisphere/view as a figure dict (cheap to copy out of the cache),
-    keyed on run, layer, thresholds, view and drawing (:func:`_brain_figure`)."""
+                    full_mesh: bool = False, projector: bool = False, rotatable: bool = False) -> go.Figure:
+    """The surface map of one hemisphere/view, keyed on run, layer, thresholds, view and drawing (:func:`_brain_figure`)."""
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     regions = _planted_regions() if with_regions else None
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface
@@ -192,11 +197,11 @@ def _glass_brain_png(results_dir: str, run_id: str, stamp: str, cache_dir: str, 
     return viz.glass_brain_png(np.nan_to_num(shown), space.mask, space.affine, title=f"{title} · glass brain")
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_resource(show_spinner=False, max_entries=32)
 def _partition_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, name: str, label: str,
                       hemi: str, view: str, with_regions: bool, full_mesh: bool = False,
-                      projector: bool = False, rotatable: bool = False) -> dict[str, Any]:
-    """The surface map of one variance-partition map (r², negatives shown) as a figure dict.
+                      projector: bool = False, rotatable: bool = False) -> go.Figure:
+    """The surface map of one variance-partition map (r², negatives shown).
 
     The colour limit is the largest positive r² (at most 1): a few badly predicted voxels can
     reach r² of -1 or below, and a limit set by them would wash out the variance the spaces
@@ -211,11 +216,11 @@ def _partition_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str,
                          surface=surface_map.surface, style=viz.figure_style(projector))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_resource(show_spinner=False, max_entries=32)
 def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, other: str,
                        other_stamp: str, other_layer: int, hemi: Optional[str], view: Optional[str],
-                       rotatable: bool = False) -> dict[str, Any]:
-    """r(run, layer) − r(other, other_layer): a surface map (hemi/view given) or a histogram, as a dict."""
+                       rotatable: bool = False) -> go.Figure:
+    """r(run, layer) − r(other, other_layer): a surface map (hemi/view given) or a histogram."""
     diff = (_layer_arrays(results_dir, run_id, stamp, layer)["correlations"]
             - _layer_arrays(results_dir, other, other_stamp, other_layer)["correlations"])
     if hemi and view:
@@ -223,7 +228,7 @@ def _difference_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str
         return _brain_figure(surface_map.to_vertices(diff), hemi, view, rotatable, False,
                              title=f"difference in r · {hemi} {view}", surface=surface_map.surface,
                              colorbar_title="difference in r")
-    return viz.correlation_histogram(diff, title="difference in r").to_dict()
+    return viz.correlation_histogram(diff, title="difference in r")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -420,7 +425,8 @@ common.restore_widget("layer_pick", "layer", int, profile["layers"].__contains__
 layer = st.selectbox("Layer", profile["layers"], index=profile["layers"].index(best_layer), key="layer_pick",
                      format_func=lambda x: (f"space {metrics[x]['feature_space']}" if "feature_space" in metrics[x]
                                             else f"layer {x}") + (" (best)" if x == best_layer else ""))
-st.caption(f"Best layer {best_layer} by {best_rule}.")
+st.caption(f"Best layer {best_layer} by {best_rule}"
+           + (" (the darker bar of the layer profile)." if len(profile["layers"]) > 1 else "."))
 try:
     a = _layer_arrays(results_dir, run_id, stamp, layer)
 except EncodingCoreError as exc:
@@ -435,7 +441,10 @@ c[3].metric("Significant", f"{m.get('percent_significant', 0):.1f} %")
 _statistics_caption(m, run_config)
 
 if len(profile["layers"]) > 1:
-    st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "profile", common.projector_on()), key="layer_profile")
+    # marks the best layer, not the chosen one: the same figure for every layer of a run, so that a
+    # layer switch does not redraw it (Streamlit remounts a plotly chart whose figure changed)
+    st.plotly_chart(_layer_chart(results_dir, run_id, stamp, best_layer, "profile", common.projector_on()),
+                    key="layer_profile")
 
 st.subheader("Map")
 ceiling = a.get("normalized_correlations")

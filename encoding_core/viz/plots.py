@@ -97,16 +97,19 @@ def partition_bar_figure(rows: Sequence[dict], labels: dict, title: str = "Varia
 
 def layer_profile_figure(layers: Sequence[int], median_r: Sequence[float], n_significant: Sequence[int],
                          selected: Optional[int] = None, *, measure: str = "median r",
-                         count_label: str = "significant voxels"):
+                         count_label: str = "significant voxels", selected_label: str = "best layer"):
     """Layer profile (plotly): median r (line, left axis) and significant voxels (bars, right axis;
-    integer, non-negative counts)."""
+    integer, non-negative counts). The bar of layer ``selected`` is drawn darker, and its hover
+    text says ``selected_label``."""
     import plotly.graph_objects as go
 
     layers = [int(x) for x in layers]
     counts = [max(int(c), 0) for c in n_significant]
     fig = go.Figure()
     fig.add_bar(x=layers, y=counts, name=count_label, yaxis="y2",
-                marker_color=["#d6604d" if layer == selected else "#f4a582" for layer in layers], opacity=0.6)
+                marker_color=["#d6604d" if layer == selected else "#f4a582" for layer in layers], opacity=0.6,
+                customdata=[f" ({selected_label})" if layer == selected else "" for layer in layers],
+                hovertemplate=f"layer %{{x}}%{{customdata}}<br>{count_label}: %{{y:,}}<extra></extra>")
     fig.add_scatter(x=layers, y=list(median_r), mode="lines+markers", name=measure, marker_color="#2166ac")
     fig.update_layout(
         title="Layer profile", xaxis={"title": "encoder layer (0-based)", "tickmode": "array", "tickvals": layers},

@@ -205,6 +205,12 @@ def test_results_page_maps_profile_compare_and_downloads(studio):
     line = [t for t in specs["layer_profile"]["data"] if t["type"] == "scatter"][0]
     np.testing.assert_allclose(as_array(line["y"]), medians, rtol=1e-6)
     assert at.selectbox(key="layer_pick").value == int(np.argmax(medians))
+    bars = [t for t in specs["layer_profile"]["data"] if t["type"] == "bar"][0]
+    colours = list(bars["marker"]["color"])
+    marked = [x for x, colour in zip(as_array(bars["x"]).tolist(), colours) if colours.count(colour) == 1]
+    assert marked == [int(np.argmax(medians))]  # the profile marks the best layer (highest median r) ...
+    at.selectbox(key="layer_pick").set_value(0).run()
+    assert plotly_specs(at)["layer_profile"] == specs["layer_profile"]  # ... whichever layer is shown
     # by default a picture (an image and its hover grid; no 3-D scene for the browser to build)
     assert {t["type"] for t in specs["surface_map"]["data"]} <= {"image", "heatmap", "scatter"}
     assert np.isfinite(picture_samples(specs["surface_map"])).any()

@@ -8,7 +8,8 @@ the user action (navigation, or the Playwright call of a click or key press; :da
 has the time from the input event the page received) until:
 
 - the app's script has run and stopped (``data-test-script-state`` went ``running`` then
-  ``notRunning``), no spinner shows, and
+  ``notRunning``; a rerun so fast that the page never showed ``running``: the frame painted after
+  the server's last message), no spinner shows, and
 - every plotly chart named in ``charts`` has been drawn after the action (a new chart drawn, or
   an existing one redrawn: plotly's ``plotly_afterplot`` event). For WebGL figures (the brain
   surfaces) "drawn" means the chart holds a canvas with a non-zero size.
@@ -52,13 +53,33 @@ INIT_SCRIPT = """
     const gl = Object.keys(gd._fullLayout).some((k) => k.startsWith('scene'));
     return gl ? !!(canvas && canvas.width > 0 && canvas.height > 0) : true;
   };
+  // When the frame after each message from the server was painted, (received, painted): a rerun so
+  // fast that its "running" and "notRunning" states are committed together never shows "running".
+  window.__wsLog = [];
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = class extends NativeWebSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => {
+        const received = performance.now();
+        requestAnimationFrame(() => window.__wsLog.push([received, performance.now()]));
+      });
+    }
+  };
   let lastState = null;
+  const logState = (state) => {
+    if (state !== lastState) { window.__stateLog.push([performance.now(), state]); lastState = state; }
+  };
+  // Every change of the script state, however short: a run that starts and stops between two
+  // animation frames (a fast rerun) would be missed by polling alone.
+  new MutationObserver((records) => {
+    records.forEach((record, i) => logState(i + 1 < records.length ? records[i + 1].oldValue
+                                                   : record.target.getAttribute('data-test-script-state')));
+  }).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                        attributeFilter: ['data-test-script-state']});
   const tick = () => {
     const app = document.querySelector("[data-testid='stApp']");
-    if (app) {
-      const state = app.getAttribute('data-test-script-state');
-      if (state !== lastState) { window.__stateLog.push([performance.now(), state]); lastState = state; }
-    }
+    if (app) logState(app.getAttribute('data-test-script-state'));
     for (const gd of document.querySelectorAll('.js-plotly-plot')) {
       if (!gd.__benchSeen && drawn(gd)) {
         gd.__benchSeen = true;
@@ -73,10 +94,7 @@ INIT_SCRIPT = """
   // rAF pauses in background tabs: a timer keeps the state log going there.
   setInterval(() => {
     const app = document.querySelector("[data-testid='stApp']");
-    if (app) {
-      const state = app.getAttribute('data-test-script-state');
-      if (state !== lastState) { window.__stateLog.push([performance.now(), state]); lastState = state; }
-    }
+    if (app) logState(app.getAttribute('data-test-script-state'));
   }, 20);
 })();
 """
@@ -224,11 +242,13 @@ _IDLE_JS = """([t0, charts, needRun]) => {
   if (document.querySelector("[data-testid='stSpinner']")) return null;
   const states = window.__stateLog.filter((e) => e[0] >= t0);
   const ran = states.some((e) => e[1] === 'running');
-  if (needRun && !ran) return null;
+  const messages = window.__wsLog.filter((e) => e[0] >= t0);
+  // a run too fast to show "running": the server answered, and the frame after its last message
+  if (needRun && !ran && !messages.length) return null;
   // the first stop after the first run since t0 (a timed fragment may rerun later: not counted)
   const firstRun = states.findIndex((e) => e[1] === 'running');
-  const stop = states.find((e, i) => i > firstRun && e[1] === 'notRunning');
-  let done = stop ? stop[0] : t0;
+  const stop = ran ? states.find((e, i) => i > firstRun && e[1] === 'notRunning') : null;
+  let done = stop ? stop[0] : (ran || !messages.length ? t0 : messages[messages.length - 1][1]);
   for (const key of charts) {
     const draws = window.__plotLog.filter((e) => e[0] >= t0 && e[1] === key);
     if (!draws.length) return null;
