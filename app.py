@@ -7,13 +7,12 @@ pages in ``pages/`` are thin views over ``encoding_core``. Folders are configure
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import streamlit as st
 
 from encoding_core import viz
-from pages._common import PAGES, freeze_long_lived_objects, routed_page, sidebar_state
+from pages._common import PAGES, freeze_long_lived_objects, routed_page, sidebar_state, start_figure_warm_up
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -24,14 +23,6 @@ st.set_page_config(page_title="Encoding Studio", page_icon=str(FAVICON), layout=
 ICONS = {"Home": ":material/home:", "Assembly": ":material/folder_open:", "Audio": ":material/graphic_eq:",
          "Model & layer": ":material/layers:", "Setup": ":material/tune:", "Train": ":material/model_training:",
          "Results": ":material/neurology:"}
-
-
-@st.cache_resource(show_spinner=False)
-def _start_figure_warm_up() -> threading.Thread:
-    """Once per server process: load the brain meshes in the background while the user reads Home."""
-    thread = threading.Thread(target=viz.warm_up, name="fsaverage-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 def _page(title: str) -> st.Page:
@@ -47,7 +38,7 @@ navigation = st.navigation({
 # Every session, before any page draws: the plotting libraries are imported by one thread at a time
 # (concurrent first imports of pandas leave it half-initialised); a no-op once they are loaded.
 viz.import_plotting_libraries()
-_start_figure_warm_up()
+start_figure_warm_up()
 freeze_long_lived_objects()  # once modules were imported: see its docstring (0.2-0.4 s per rerun saved)
 sidebar_state()
 with routed_page():

@@ -52,6 +52,18 @@ def routed_page() -> Iterator[None]:
         _routed.reset(token)
 
 
+@st.cache_resource(show_spinner=False)
+def start_figure_warm_up() -> threading.Thread:
+    """Once per server process: load the brain meshes in the background while the user reads Home.
+
+    Defined here, not in app.py: app.py also runs as a second module when a page URL is the first
+    request (:func:`enter_through_app`), and a cached function defined there would be a second
+    cache entry, so a second warm-up thread."""
+    thread = threading.Thread(target=viz.warm_up, name="fsaverage-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 _freeze_lock = threading.Lock()
 _modules_when_frozen = 0
 

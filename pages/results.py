@@ -163,7 +163,8 @@ def _brain_figure(values: np.ndarray, hemi: str, view: str, rotatable: bool, ful
 def _surface_figure(results_dir: str, run_id: str, stamp: str, cache_dir: str, layer: int, kind: str,
                     significant_only: bool, min_r: float, hemi: str, view: str, with_regions: bool,
                     full_mesh: bool = False, projector: bool = False, rotatable: bool = False) -> go.Figure:
-    """The surface map of one hemisphere/view, keyed on run, layer, thresholds, view and drawing (:func:`_brain_figure`)."""
+    """The surface map of one hemisphere/view, keyed on run, layer, thresholds, view and drawing
+    (:func:`_brain_figure`)."""
     shown, vmax, title = _map(results_dir, run_id, stamp, cache_dir, layer, kind, significant_only, min_r)
     regions = _planted_regions() if with_regions else None
     surface = _surface_map(results_dir, run_id, stamp, cache_dir).surface

@@ -1,12 +1,16 @@
-"""The server keeps the libraries' long-lived objects out of Streamlit's collection after every run."""
+"""Server-process concerns: the libraries' long-lived objects are kept out of Streamlit's garbage
+collection after every run; the figure warm-up starts once."""
 from __future__ import annotations
 
 import gc
 import importlib
 import sys
+import threading
 import weakref
 
-from app_helpers import new_app
+from app_helpers import new_app, open_page
+
+from encoding_core import viz
 from pages import _common as common
 
 
@@ -54,3 +58,16 @@ def test_the_app_freezes_on_its_runs(studio, monkeypatch):
     at.run()
     assert not at.exception
     assert gc.get_freeze_count() > 10_000  # the libraries' objects, frozen by app.py
+
+
+def test_opening_a_page_url_first_starts_one_warm_up(studio, monkeypatch):
+    calls = []
+    monkeypatch.setattr(viz, "warm_up", lambda: calls.append(threading.current_thread().name))
+    common.start_figure_warm_up.clear()
+    at = new_app()
+    at.run()
+    open_page(at, "results")  # the page file runs first, then app.py again as a second module
+    for thread in threading.enumerate():
+        if thread.name == "fsaverage-warm-up":
+            thread.join(timeout=30)
+    assert calls == ["fsaverage-warm-up"]
