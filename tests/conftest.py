@@ -1,6 +1,7 @@
 """Shared test set-up: offline, deterministic, small."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -80,3 +81,12 @@ def mni_mask():
 
     image = datasets.load_mni152_brain_mask(resolution=2)
     return np.asarray(image.get_fdata()) > 0, image.affine.copy()
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_after_test():
+    """The app (run by AppTest in the app and reliability tests) freezes the objects alive in its
+    process (``freeze_long_lived_objects``). In the test process that would keep the cyclic
+    garbage later made from those objects from ever being collected: undo it after each test."""
+    yield
+    gc.unfreeze()

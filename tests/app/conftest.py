@@ -14,13 +14,3 @@ def studio(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("ENCODING_STUDIO_DATA_ROOTS", str(tmp_path))
     monkeypatch.setenv("ENCODING_STUDIO_MAX_UPLOAD_MB", "1")
     return tmp_path
-
-
-@pytest.fixture(autouse=True)
-def _unfreeze_after_test():
-    """The app freezes the objects alive in its process (``freeze_long_lived_objects``); in the test
-    process that would keep every later test's cyclic garbage from those objects: undo it."""
-    yield
-    import gc
-
-    gc.unfreeze()
