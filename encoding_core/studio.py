@@ -635,7 +635,7 @@ def partition_map_labels(metrics: Mapping[str, Any]) -> dict[str, str]:
         if len(key) == 1:
             labels[map_name] = f"unique to {key[0]}"
         elif len(key) < len(names):
-            labels[map_name] = f"shared by {key[0]} and {key[1]} only"
+            labels[map_name] = f"shared by {', '.join(key[:-1])} and {key[-1]} only"
         else:
             labels[map_name] = ("shared by " + " and ".join(names) if len(names) == 2
                                 else "shared by all of " + ", ".join(names))
