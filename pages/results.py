@@ -302,10 +302,13 @@ def _restore_view_widgets() -> None:
 
 
 def _panel_view() -> tuple:
-    """(hemisphere, view, rotatable) as the map panel's widgets hold them."""
+    """(hemisphere, view, rotatable, full mesh) as the map panel's widgets hold them (the full mesh
+    only counts for the rotatable map)."""
     _restore_view_widgets()
     state = st.session_state
-    return state.get("hemi", "left"), state.get("view", "lateral"), bool(state.get("map_3d", False))
+    rotatable = bool(state.get("map_3d", False))
+    return (state.get("hemi", "left"), state.get("view", "lateral"), rotatable,
+            rotatable and bool(state.get("full_mesh", False)))
 
 
 # URL query parameter -> widget: the view a link opens and a revisit restores (common.restore_widget).
@@ -352,7 +355,7 @@ def _map_panel(context: dict[str, Any]) -> None:
                  "one vertex in four (the next coarser icosphere); the picture and the four-view PNG always "
                  "have every vertex.")
         outside = st.session_state.get(OUTSIDE_VIEW_KEY)
-        if outside is not None and outside != (hemi, view, rotatable):
+        if outside is not None and outside != (hemi, view, rotatable, full_mesh):
             st.rerun(scope="app")  # the partition / difference maps below follow the view too
     common.keep_widgets({name: key for name, key in URL_VIEW.items() if name not in ("run", "layer")})
     if context["surface"]:
@@ -486,7 +489,7 @@ _map_panel({
     and not surface_map.projected,  # the demo's planted regions live on fsaverage5
     "glass_brain": glass_brain_ok and not map_failed, "no_map": None if map_failed else no_map_text,
 })
-hemi, view, rotatable = _panel_view() if surface_map is not None else (None, None, False)
+hemi, view, rotatable, full_mesh = _panel_view() if surface_map is not None else (None, None, False, False)
 
 st.plotly_chart(_layer_chart(results_dir, run_id, stamp, layer, "histogram", common.projector_on()), key="histogram")
 _alpha_panel(m, (results_dir, run_id, stamp, layer))
@@ -506,7 +509,7 @@ if is_partition_run(m):
             st.plotly_chart(_partition_figure(results_dir, run_id, stamp, cache_dir, layer, partition_pick,
                                               partition_labels[partition_pick], hemi, view,
                                               simulated and not surface_map.projected,
-                                              bool(st.session_state.get("full_mesh", False)),
+                                              full_mesh,
                                               common.projector_on(), rotatable),
                             key="partition_surface")
             st.caption("Colour scale: ± the largest positive r² of this map; more negative values show at "

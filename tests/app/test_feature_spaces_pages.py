@@ -116,6 +116,10 @@ def test_results_shows_partition_maps_and_region_bars(studio):
     x = list(as_array(bars[0]["x"]))
     assert x[:len(truth["regions"])] == list(truth["regions"])  # the planted regions, then the rest
     np.testing.assert_allclose(as_array(bars[0]["y"])[0], truth["maps"]["unique_acoustic"][mask].mean(), rtol=1e-5)
+    at.toggle(key="full_mesh").set_value(True).run()  # ... and its mesh resolution
+    meshes = [t for t in plotly_specs(at)["partition_surface"]["data"] if t["type"] == "mesh3d"]
+    assert N_FSAVERAGE5 // 2 in {len(as_array(t["x"])) for t in meshes}
+    at.toggle(key="full_mesh").set_value(False).run()
     at.radio(key="hemi").set_value("right").run()  # the partition map follows the map panel's hemisphere
     assert "right lateral" in json.dumps(plotly_specs(at)["partition_surface"]["layout"]["title"]) and not at.exception
     at.radio(key="hemi").set_value("left").run()
